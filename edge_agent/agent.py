@@ -1,0 +1,169 @@
+"""The agent facade: `Agent(site, plan).step(now_ms, inputs) -> Outputs`.
+
+The only door into the core. A step conditions the detectors, advances the
+controller, and passes the indications through the independent conflict
+monitor before they leave: a violation replaces them with flash in the same
+step and latches until a technician reset. Start-up runs the site's start-up
+flash, then all-red, before the first green.
+"""
+
+from edge_agent import events as ev
+from edge_agent.controller import Controller
+from edge_agent.detectors import Detectors
+from edge_agent.indications import (MAX_PHASES, FLASH_RED, FLASH_YELLOW, RED,
+                                    PED_DARK, DONT_WALK)
+from edge_agent.monitor import Monitor, FAULT_CONTROLLER
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+MODE_STARTUP_FLASH = const(0)
+MODE_STARTUP_ALL_RED = const(1)
+MODE_RUN = const(2)
+MODE_FLASH = const(3)
+MODE_NAMES = ("startup-flash", "startup-all-red", "run", "flash")
+
+
+class Inputs:
+    """One step's inputs: detector levels and pulses by channel, ped buttons, requests.
+
+    detectors: {channel: bool} presence now (a channel left out keeps its last value)
+    pulses: {channel: int} on-edges since the last step (vehicles shorter than a step)
+    peds: {channel: bool} pedestrian push buttons
+    force_off, hold, omit: phase bitmasks requested by coordination or preemption
+    plan: a validated Plan to take effect at the next safe point
+    technician_reset: clear a latched flash (a local action only)
+    """
+    __slots__ = ("detectors", "pulses", "peds", "force_off", "hold", "omit",
+                 "plan", "technician_reset")
+
+    def __init__(self, detectors=None, pulses=None, peds=None, force_off=0,
+                 hold=0, omit=0, plan=None, technician_reset=False):
+        self.detectors = detectors
+        self.pulses = pulses
+        self.peds = peds
+        self.force_off = force_off
+        self.hold = hold
+        self.omit = omit
+        self.plan = plan
+        self.technician_reset = technician_reset
+
+
+NO_INPUTS = Inputs()
+
+
+class Outputs:
+    """One step's outputs: indications by phase (index 0 unused), events, mode."""
+    __slots__ = ("ms", "vehicle", "ped", "events", "mode", "plan_id", "fault")
+
+    def __init__(self, ms, vehicle, ped, events, mode, plan_id, fault):
+        self.ms, self.vehicle, self.ped, self.events = ms, vehicle, ped, events
+        self.mode, self.plan_id, self.fault = mode, plan_id, fault
+
+
+class Agent:
+    """One intersection's controller, detectors and monitor, stepped in time."""
+
+    def __init__(self, site, plan=None, now=0):
+        self.site = site
+        self.plan = plan or site.fallback_plan
+        self.monitor = Monitor(site)
+        self.last_ms = None
+        self._boot(now, [])
+
+    def _boot(self, now, log):
+        site = self.site
+        self.controller = Controller(site, self.plan)
+        self.detectors = Detectors(site)
+        self.mode_since = now
+        if site.startup_flash > 0:
+            self.mode = MODE_STARTUP_FLASH
+            log.append((now, ev.UNIT_FLASH_STATUS, ev.FLASH_STARTUP))
+        else:
+            self.mode = MODE_STARTUP_ALL_RED
+            log.append((now, ev.STARTUP_ALL_RED, 0))
+
+    @property
+    def mode_name(self):
+        return MODE_NAMES[self.mode]
+
+    def step(self, now, inputs=None):
+        """Advance the unit to `now` (integer ms, monotonic) and return its outputs."""
+        if inputs is None:
+            inputs = NO_INPUTS
+        log = []
+        if self.last_ms is not None and now < self.last_ms:
+            self._fail(now, FAULT_CONTROLLER, "time went backwards: %d ms after %d ms"
+                       % (now, self.last_ms), log)
+        self.last_ms = now
+        if inputs.plan is not None:
+            self.plan = inputs.plan
+            self.controller.set_plan(inputs.plan, now, log)
+        mode = self.mode
+        if mode == MODE_FLASH:
+            if inputs.technician_reset:
+                log.append((now, ev.FLASH_RESET, 0))
+                self.monitor.reset(now)
+                self._boot(now, log)
+                mode = self.mode
+        if mode == MODE_STARTUP_FLASH and now - self.mode_since >= self.site.startup_flash:
+            mode = self.mode = MODE_STARTUP_ALL_RED
+            self.mode_since = now
+            log.append((now, ev.UNIT_FLASH_STATUS, ev.FLASH_OFF))
+            log.append((now, ev.STARTUP_ALL_RED, 0))
+        if mode == MODE_STARTUP_ALL_RED and now - self.mode_since >= self.site.startup_all_red:
+            mode = self.mode = MODE_RUN
+            self.mode_since = now
+            self.controller.start(now, log)
+        if mode == MODE_RUN:
+            vehicle, ped = self._run(now, inputs, log)
+        elif mode == MODE_STARTUP_ALL_RED:
+            vehicle, ped = self._all_red()
+        else:
+            vehicle, ped = self._flash()
+        if self.mode != MODE_FLASH:
+            fault = self.monitor.check(now, vehicle, ped)
+            if fault is not None:
+                self._fail(now, fault.code, fault.detail, log)
+                vehicle, ped = self._flash()
+        return Outputs(now, vehicle, ped, log, self.mode, self.controller.plan.id,
+                       self.monitor.fault)
+
+    def _run(self, now, inputs, log):
+        c = self.controller
+        try:
+            self.detectors.update(now, inputs, c.green, c.yellow, log)
+            c.step(now, self.detectors, inputs.force_off, inputs.hold, inputs.omit, log)
+            return c.vehicle_indications(), c.ped_indications()
+        except Exception as e:      # rule 7: what the core cannot reason about ends in flash
+            self._fail(now, FAULT_CONTROLLER, "controller error: %r" % (e,), log)
+            return self._flash()
+
+    def _fail(self, now, code, detail, log):
+        if self.mode == MODE_FLASH:
+            return
+        self.monitor.latch(now, code, detail)
+        self.mode = MODE_FLASH
+        self.mode_since = now
+        log.append((now, ev.MONITOR_FAULT, code))
+        log.append((now, ev.UNIT_FLASH_STATUS, ev.FLASH_FAULT))
+
+    def _all_red(self):
+        vehicle = [RED] * (MAX_PHASES + 1)
+        ped = [PED_DARK] * (MAX_PHASES + 1)
+        for p in self.site.phases:
+            if self.site.has_ped[p]:
+                ped[p] = DONT_WALK
+        vehicle[0] = 0
+        return vehicle, ped
+
+    def _flash(self):
+        vehicle = [FLASH_RED] * (MAX_PHASES + 1)
+        for p in self.site.phases:
+            if self.site.flash_yellow & (1 << p):
+                vehicle[p] = FLASH_YELLOW
+        vehicle[0] = 0
+        return vehicle, [PED_DARK] * (MAX_PHASES + 1)

@@ -1,0 +1,83 @@
+"""Controller event codes: the Indiana hi-resolution enumerations.
+
+Each event is a tuple `(ms, code, param)`. Codes 0-199 follow the public
+enumeration so ATSPM-style tools read the log as it is; codes 200 and above
+are edge-agent's own and are listed in docs/events.md.
+"""
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+PHASE_ON = const(0)
+PHASE_BEGIN_GREEN = const(1)
+PHASE_CHECK = const(2)
+PHASE_MIN_COMPLETE = const(3)
+PHASE_GAP_OUT = const(4)
+PHASE_MAX_OUT = const(5)
+PHASE_FORCE_OFF = const(6)
+PHASE_GREEN_TERMINATION = const(7)
+PHASE_BEGIN_YELLOW = const(8)
+PHASE_END_YELLOW = const(9)
+PHASE_BEGIN_RED_CLEAR = const(10)
+PHASE_END_RED_CLEAR = const(11)
+PHASE_INACTIVE = const(12)
+PHASE_SKIPPED = const(14)
+PED_BEGIN_WALK = const(21)
+PED_BEGIN_CLEAR = const(22)
+PED_BEGIN_DONT_WALK = const(23)
+BARRIER_TERMINATION = const(31)
+PHASE_HOLD_ON = const(41)
+PHASE_HOLD_OFF = const(42)
+PHASE_CALL_REGISTERED = const(43)
+PHASE_CALL_DROPPED = const(44)
+PED_CALL_REGISTERED = const(45)
+PHASE_OMIT_ON = const(46)
+PHASE_OMIT_OFF = const(47)
+DETECTOR_OFF = const(81)
+DETECTOR_ON = const(82)
+DETECTOR_RESTORED = const(83)
+DETECTOR_FAULT_OTHER = const(84)
+DETECTOR_FAULT_WATCHDOG = const(85)
+DETECTOR_FAULT_OPEN = const(86)
+DETECTOR_FAULT_SHORTED = const(87)
+DETECTOR_FAULT_CHATTER = const(88)
+PED_DETECTOR_OFF = const(89)
+PED_DETECTOR_ON = const(90)
+UNIT_FLASH_STATUS = const(173)
+
+# edge-agent's own codes (vendor range, documented in docs/events.md).
+MONITOR_FAULT = const(200)          # param: monitor fault code (monitor.FAULT_*)
+FLASH_RESET = const(201)            # technician cleared a latched flash
+PLAN_PENDING = const(202)           # a new plan waits for its safe point
+PLAN_ACTIVATED = const(203)         # the pending plan took effect
+STARTUP_ALL_RED = const(204)        # start-up flash over, all-red begins
+
+# Parameters of UNIT_FLASH_STATUS (173).
+FLASH_STARTUP = const(1)
+FLASH_FAULT = const(2)
+FLASH_OFF = const(0)
+
+NAMES = {
+    0: "phase on", 1: "begin green", 2: "phase check", 3: "min complete",
+    4: "gap-out", 5: "max-out", 6: "force-off", 7: "green termination",
+    8: "begin yellow", 9: "end yellow", 10: "begin red clearance",
+    11: "end red clearance", 12: "phase inactive", 14: "phase skipped",
+    21: "ped walk", 22: "ped clearance", 23: "ped don't walk",
+    31: "barrier termination", 41: "hold on", 42: "hold off",
+    43: "call registered", 44: "call dropped", 45: "ped call registered",
+    46: "omit on", 47: "omit off", 81: "detector off", 82: "detector on",
+    83: "detector restored", 84: "detector fault: other",
+    85: "detector fault: watchdog", 86: "detector fault: open loop",
+    87: "detector fault: shorted loop", 88: "detector fault: chatter",
+    89: "ped detector off", 90: "ped detector on", 173: "unit flash status",
+    200: "monitor fault", 201: "flash reset", 202: "plan pending",
+    203: "plan activated", 204: "start-up all-red",
+}
+
+
+def name(code):
+    """The readable name of an event code."""
+    return NAMES.get(code, "event %d" % code)
