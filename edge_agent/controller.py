@@ -147,7 +147,7 @@ class Controller:
         self._register_calls(now, det, omit, log)
         self._advance_clearances(now, log)
         self._start_phases(now, omit, log)
-        self._time_greens(now, det.extend, force_off, hold, omit, log)
+        self._time_greens(now, det.extend, det.fail_max, force_off, hold, omit, log)
 
     def _register_calls(self, now, det, omit, log):
         not_green = ~self.green
@@ -167,7 +167,8 @@ class Controller:
                 else:
                     log.append((now, ev.PED_CALL_REGISTERED, p))
         self.ped_call |= peds | (self.recall_ped & not_green)
-        self.calls = (self.veh_call | det.calls | (self.recall_call & not_green)
+        recalled = self.recall_call | det.fail_min | det.fail_max
+        self.calls = (self.veh_call | det.calls | (recalled & not_green)
                       | self.ped_call) & ~omit
 
     def _advance_clearances(self, now, log):
@@ -298,12 +299,12 @@ class Controller:
         self.ped_end[p] = now + self.plan.walk[p]
         log.append((now, ev.PED_BEGIN_WALK, p))
 
-    def _time_greens(self, now, extend, force_off, hold, omit, log):
+    def _time_greens(self, now, extend, det_fail_max, force_off, hold, omit, log):
         site, plan = self.site, self.plan
         green = self.green
         if not green:
             return
-        extend |= self.recall_max & green
+        extend |= (self.recall_max | det_fail_max) & green
         calls = self.calls
         # Calls only a barrier crossing can serve: in another group, or already
         # passed in this ring's sequence, or currently timing.

@@ -34,6 +34,10 @@ class Detectors:
         self.calls = 0             # phases with a non-locking call this step
         self.extend = 0            # green phases extended this step
         self.ped_calls = 0         # phases whose ped button was pressed
+        # Fail recall: phases whose detector is in fault are recalled (set by
+        # detector diagnostics; min recall places a call, max also extends).
+        self.fail_min = 0
+        self.fail_max = 0
 
     def update(self, now, inputs, green, yellow, log):
         """Condition one step of detector inputs against the phase states."""
