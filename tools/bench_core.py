@@ -1,0 +1,159 @@
+"""Core step cost: median and p99 of one Agent.step on CPython and MicroPython."""
+
+import os
+import platform
+import random
+import time
+
+from edge_agent.agent import Agent, Inputs
+from edge_agent.intersection import parse_site
+from edge_agent.standard import standard_site
+
+
+def demand_stream(seed, steps, channels=16, ped_channels=4):
+    """Pre-drawn random demand so the timed loop measures only the agent."""
+    rng = random.Random(seed)
+    levels = {}
+    stream = []
+    for _ in range(steps):
+        for ch in range(1, channels + 1):
+            if rng.random() < 0.01:
+                levels[ch] = not levels.get(ch, False)
+        peds = {ch: True for ch in range(1, ped_channels + 1) if rng.random() < 0.001}
+        stream.append(Inputs(detectors=dict(levels), peds=peds))
+    return stream
+
+
+def bench_core(steps=200_000, seed=1):
+    """Median and p99 ns per step, and simulated hours per wall second at 10 Hz."""
+    site = parse_site(standard_site())
+    agent = Agent(site)
+    stream = demand_stream(seed, steps)
+    clock = time.perf_counter_ns
+    costs = [0] * steps
+    t0 = clock()
+    now = 0
+    for i in range(steps):
+        a = clock()
+        agent.step(now, stream[i])
+        costs[i] = clock() - a
+        now += 100
+    wall = (clock() - t0) / 1e9
+    costs.sort()
+    sim_hours = steps * 0.1 / 3600
+    return {
+        "steps": steps,
+        "median_us": costs[steps // 2] / 1000,
+        "p99_us": costs[int(steps * 0.99)] / 1000,
+        "mean_us": sum(costs) / steps / 1000,
+        "realtime_factor": steps * 0.1 / wall,
+        "sim_hours_per_wall_s": sim_hours / wall,
+        "python": "%s %s" % (platform.python_implementation(), platform.python_version()),
+        "machine": "%s, %s" % (platform.machine(), platform.processor() or platform.platform()),
+    }
+
+
+def print_core(res, label="CPython"):
+    print("%s: %d steps of the standard 8-phase, 16-detector site (100 ms steps, random demand)"
+          % (label, res["steps"]))
+    print("  step cost   median %7.1f us   p99 %7.1f us   mean %7.1f us"
+          % (res["median_us"], res["p99_us"], res["mean_us"]))
+    print("  throughput  %.0fx real time = %.2f simulated hours per wall second"
+          % (res["realtime_factor"], res["sim_hours_per_wall_s"]))
+
+
+# The same loop, run inside MicroPython by the WebAssembly runner of the tests.
+MPY_BENCH = '''
+import time, random
+from edge_agent.agent import Agent, Inputs
+from edge_agent.intersection import parse_site
+from edge_agent.standard import standard_site
+
+def test_bench_core():
+    steps = STEPS
+    rng = random.Random(1) if hasattr(random, "Random") else None
+    random.seed(1)
+    levels = {}
+    stream = []
+    for i in range(steps):
+        for ch in range(1, 17):
+            if random.random() < 0.01:
+                levels[ch] = not levels.get(ch, False)
+        peds = {}
+        for ch in range(1, 5):
+            if random.random() < 0.001:
+                peds[ch] = True
+        stream.append(Inputs(detectors=dict(levels), peds=peds))
+    agent = Agent(parse_site(standard_site()))
+    # The WebAssembly clock ticks in whole milliseconds, so single steps are
+    # timed in batches of BATCH steps and each batch gives its mean per step.
+    costs = []
+    t0 = time.ticks_us()
+    now = 0
+    for b in range(steps // BATCH):
+        a = time.ticks_us()
+        for i in range(b * BATCH, (b + 1) * BATCH):
+            agent.step(now, stream[i])
+            now += 100
+        costs.append(time.ticks_diff(time.ticks_us(), a) / BATCH)
+    wall = time.ticks_diff(time.ticks_us(), t0) / 1e6
+    costs.sort()
+    n = len(costs)
+    print("RESULT", n * BATCH, costs[n // 2], costs[int(n * 0.99)], sum(costs) / n, wall)
+'''
+
+
+MPY_BATCH = 200
+
+
+def bench_micropython(steps=20_000):
+    """Run the step loop inside MicroPython 1.27 (WebAssembly under Node)."""
+    import json
+    import subprocess
+    import tempfile
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runner = os.path.join(repo, "tests", "mpy", "runner.mjs")
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "test_bench_core.py"), "w") as f:
+            f.write(MPY_BENCH.replace("STEPS", str(steps)).replace("BATCH", str(MPY_BATCH)))
+        proc = subprocess.run(["node", runner, "--portable-dir", tmp], capture_output=True,
+                              text=True, timeout=1800)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip() or "runner exit %d" % proc.returncode}
+    doc = json.loads(proc.stdout)
+    res = doc["results"][0] if doc["results"] else None
+    if res is None or not res["ok"]:
+        return {"error": (res or doc)["traceback"] if res else json.dumps(doc["import_errors"])}
+    n, med, p99, mean, wall = res["output"].split("RESULT", 1)[1].split()
+    n = int(n)
+    return {"steps": n, "median_us": float(med), "p99_us": float(p99), "mean_us": float(mean),
+            "realtime_factor": n * 0.1 / float(wall), "sim_hours_per_wall_s": n * 0.1 / 3600 / float(wall),
+            "python": doc["micropython"]}
+
+
+def add_arguments(p):
+    p.add_argument("--steps", type=int, default=200_000, help="CPython steps (default 200000)")
+    p.add_argument("--mpy-steps", type=int, default=40_000, help="MicroPython steps (default 40000)")
+    p.add_argument("--no-micropython", action="store_true", help="skip the MicroPython run")
+
+
+def run(args):
+    res = bench_core(args.steps)
+    print("machine: %s; %s" % (res["machine"], res["python"]))
+    print_core(res, "CPython")
+    if not args.no_micropython:
+        m = bench_micropython(args.mpy_steps)
+        if "error" in m:
+            print("MicroPython: could not run: %s" % m["error"])
+            return 1
+        print_core(m, "MicroPython 1.27 (WebAssembly, Node %s; median/p99 of %d-step batch means, "
+                   "its clock ticks in ms)" % (node_version(), MPY_BATCH))
+    return 0
+
+
+def node_version():
+    import subprocess
+    try:
+        return subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
