@@ -34,17 +34,23 @@ class Inputs:
     pulses: {channel: int} on-edges since the last step (vehicles shorter than a step)
     peds: {channel: bool} pedestrian push buttons
     force_off, hold, omit: phase bitmasks requested by coordination or preemption
+    reports: detector reports from drivers (see edge_agent.detectors), each
+        stamped on arrival; they carry source timestamps, counts and faults
     plan: a validated Plan to take effect at the next safe point
     technician_reset: clear a latched flash (a local action only)
     """
-    __slots__ = ("detectors", "pulses", "peds", "force_off", "hold", "omit",
-                 "plan", "technician_reset")
+    __slots__ = ("detectors", "pulses", "peds", "reports", "force_off", "hold",
+                 "omit", "plan", "technician_reset", "wall_s", "link_up")
 
-    def __init__(self, detectors=None, pulses=None, peds=None, force_off=0,
-                 hold=0, omit=0, plan=None, technician_reset=False):
+    def __init__(self, detectors=None, pulses=None, peds=None, reports=None,
+                 force_off=0, hold=0, omit=0, plan=None, technician_reset=False,
+                 wall_s=None, link_up=None):
         self.detectors = detectors
         self.pulses = pulses
         self.peds = peds
+        self.reports = reports
+        self.wall_s = wall_s          # trusted wall clock (unix s) or None
+        self.link_up = link_up        # central link health from the driver, or None
         self.force_off = force_off
         self.hold = hold
         self.omit = omit
