@@ -40,16 +40,16 @@ class Inputs:
     technician_reset: clear a latched flash (a local action only)
     """
     __slots__ = ("detectors", "pulses", "peds", "reports", "force_off", "hold",
-                 "omit", "plan", "technician_reset", "wall_s", "link_up")
+                 "omit", "plan", "technician_reset", "wall_ms", "link_up")
 
     def __init__(self, detectors=None, pulses=None, peds=None, reports=None,
                  force_off=0, hold=0, omit=0, plan=None, technician_reset=False,
-                 wall_s=None, link_up=None):
+                 wall_ms=None, link_up=None):
         self.detectors = detectors
         self.pulses = pulses
         self.peds = peds
         self.reports = reports
-        self.wall_s = wall_s          # trusted wall clock (unix s) or None
+        self.wall_ms = wall_ms        # wall clock (unix ms, integer) or None
         self.link_up = link_up        # central link health from the driver, or None
         self.force_off = force_off
         self.hold = hold
@@ -123,7 +123,7 @@ class Agent:
         if mode == MODE_STARTUP_ALL_RED and now - self.mode_since >= self.site.startup_all_red:
             mode = self.mode = MODE_RUN
             self.mode_since = now
-            self.controller.start(now, log)
+            self.controller.start(now, log, inputs.wall_ms)
         if mode == MODE_RUN:
             vehicle, ped = self._run(now, inputs, log)
         elif mode == MODE_STARTUP_ALL_RED:
@@ -142,7 +142,8 @@ class Agent:
         c = self.controller
         try:
             self.detectors.update(now, inputs, c.green, c.yellow, log)
-            c.step(now, self.detectors, inputs.force_off, inputs.hold, inputs.omit, log)
+            c.step(now, self.detectors, inputs.force_off, inputs.hold, inputs.omit, log,
+                   inputs.wall_ms)
             return c.vehicle_indications(), c.ped_indications()
         except Exception as e:      # rule 7: what the core cannot reason about ends in flash
             self._fail(now, FAULT_CONTROLLER, "controller error: %r" % (e,), log)

@@ -16,6 +16,7 @@ from edge_agent import events as ev
 from edge_agent.indications import (MAX_PHASES, RED, YELLOW, GREEN, DONT_WALK,
                                     WALK, PED_CLEAR, PED_DARK)
 from edge_agent.plan import RECALL_MIN, RECALL_MAX, RECALL_PED
+from edge_agent.coordination import Coordinator
 
 try:
     from micropython import const
@@ -61,6 +62,7 @@ class Controller:
         self.crossing = False         # barrier termination committed
         self.pending = None
         self.plan = None
+        self.wall_ms = None
         self._use(plan)
 
     # -- plans ---------------------------------------------------------------
@@ -78,6 +80,15 @@ class Controller:
                 rec_max |= 1 << p
             if r == RECALL_PED:
                 rec_ped |= 1 << p
+        # A coordinated pattern: its coordinated phases are on max recall and
+        # its max-green mode picks the max timer (or none: force-offs rule).
+        k = plan.coord
+        self.coord = Coordinator(site, k) if k is not None else None
+        self.max_times = plan.max_green
+        if k is not None:
+            rec_call |= k.coord_mask
+            rec_max |= k.coord_mask
+            self.max_times = {"inhibit": None, "max1": plan.max1, "max2": plan.max2}[k.max_mode]
         self.recall_call, self.recall_max, self.recall_ped = rec_call, rec_max, rec_ped
         ped_mask = 0
         for p in site.phases:
@@ -123,9 +134,10 @@ class Controller:
 
     # -- the step ------------------------------------------------------------
 
-    def start(self, now, log):
+    def start(self, now, log, wall_ms=None):
         """Leave start-up all-red: enter the start-up phases' barrier group."""
         site = self.site
+        self.wall_ms = wall_ms
         self._apply_pending(now, log)
         omit = self.plan.omit
         starts = [p for p in site.startup_phases if not omit & (1 << p)]
@@ -135,15 +147,22 @@ class Controller:
                 r = site.ring_of[p]
                 self.ring_pos[r] = self.plan.ring_groups[r][self.group].index(p)
                 self._begin_green(p, now, log)
+            self._enter_coordination(now, log)
 
-    def step(self, now, det, force_off, hold, omit, log):
+    def step(self, now, det, force_off, hold, omit, log, wall_ms=None):
         """Advance every phase and ring to `now`.
 
         det: the conditioned detector masks (detectors.Detectors).
-        force_off, hold, omit: request masks from coordination or preemption.
+        force_off, hold, omit: request masks from outside (e.g. preemption).
+        wall_ms: the wall clock, if known, for the coordination cycle timer.
         """
         site, plan = self.site, self.plan
+        self.wall_ms = wall_ms
         omit |= plan.omit
+        if self.coord is not None and self.coord.entered:
+            f, o = self.coord.step(now, wall_ms, self.green, self.since, log)
+            force_off |= f
+            omit |= o
         self._register_calls(now, det, omit, log)
         self._advance_clearances(now, log)
         self._start_phases(now, omit, log)
@@ -227,6 +246,7 @@ class Controller:
             log.append((now, ev.BARRIER_TERMINATION, self.group + 1))
         self.crossing = False
         self.group = g
+        self._enter_coordination(now, log)
         plan = self.plan
         started = 0
         firsts = []
@@ -267,6 +287,10 @@ class Controller:
                 if calls & (1 << p):
                     return g
         return -1
+
+    def _enter_coordination(self, now, log):
+        if self.coord is not None and not self.coord.entered:
+            self.coord.enter(now, self.wall_ms, self.group, log)
 
     def _apply_pending(self, now, log):
         if self.pending is not None:
@@ -340,8 +364,8 @@ class Controller:
                 self.min_done |= b
                 log.append((now, ev.PHASE_MIN_COMPLETE, p))
             demand = calls & (site.conflicts[p] | barrier_demand) & ~b
-            if demand and self.max_end[p] < 0:
-                self.max_end[p] = now + plan.max_green[p]
+            if demand and self.max_end[p] < 0 and self.max_times is not None:
+                self.max_end[p] = now + self.max_times[p]
             self._time_ped(p, now, demand, log)
             reason = 0
             if now >= self.gap_end[p]:

@@ -46,6 +46,12 @@ DETECTOR_FAULT_SHORTED = const(87)
 DETECTOR_FAULT_CHATTER = const(88)
 PED_DETECTOR_OFF = const(89)
 PED_DETECTOR_ON = const(90)
+COORD_PATTERN_CHANGE = const(131)
+CYCLE_LENGTH_CHANGE = const(132)
+OFFSET_LENGTH_CHANGE = const(133)
+SPLIT_CHANGE_BASE = const(134)      # 134..149: split of phase 1..16 (param: seconds)
+COORD_CYCLE_STATE = const(150)      # param 0 in step, 1 lengthening, 2 shortening
+COORD_YIELD = const(151)
 UNIT_FLASH_STATUS = const(173)
 
 # edge-agent's own codes (vendor range, documented in docs/events.md).
@@ -72,7 +78,10 @@ NAMES = {
     83: "detector restored", 84: "detector fault: other",
     85: "detector fault: watchdog", 86: "detector fault: open loop",
     87: "detector fault: shorted loop", 88: "detector fault: chatter",
-    89: "ped detector off", 90: "ped detector on", 173: "unit flash status",
+    89: "ped detector off", 90: "ped detector on", 131: "coord pattern change",
+    132: "cycle length change", 133: "offset length change",
+    150: "coord cycle state change", 151: "coordinated phase yield point",
+    173: "unit flash status",
     200: "monitor fault", 201: "flash reset", 202: "plan pending",
     203: "plan activated", 204: "start-up all-red",
 }

@@ -23,7 +23,7 @@ RECALL_PED = const(3)
 RECALLS = ("none", "min", "max", "ped")
 
 PLAN_KEYS = ("id", "phases", "sequence", "max_mode", "simultaneous_gap_out",
-             "dual_entry")
+             "dual_entry", "coordination")
 PHASE_KEYS = ("phase", "min_green", "passage", "max_green", "max2", "yellow",
               "red_clear", "walk", "ped_clear", "recall", "omit")
 
@@ -33,7 +33,7 @@ class Plan:
     __slots__ = ("id", "min_green", "passage", "max_green", "max1", "max2",
                  "yellow", "red_clear", "walk", "ped_clear", "recall", "omit",
                  "sequence", "ring_groups", "simultaneous_gap_out",
-                 "dual_entry", "worst_cycle", "max_mode")
+                 "dual_entry", "worst_cycle", "max_mode", "coord")
 
     def phase_bound(self, p):
         """Longest green phase p can time once a conflicting call waits (ms)."""
@@ -82,6 +82,11 @@ def parse_plan(obj, site, path=""):
     c.raise_if_any()
     if all(pl.omit & (1 << p) for p in site.phases):
         c.error(pre + "phases", "every phase is omitted: the plan would serve nothing")
+    pl.coord = None
+    if "coordination" in d and d["coordination"] is not None:
+        from edge_agent.coordination import parse_coordination
+        pl.coord = parse_coordination(c, d["coordination"], site, pl, pre)
+        c.raise_if_any()
     pl.worst_cycle = worst_cycle(site, pl)
     if pl.worst_cycle > site.floors.max_cycle:
         c.error(pre + "phases", "worst-case cycle %s s (max greens + clearances) exceeds the "
@@ -185,7 +190,14 @@ def _sequence(c, d, site, pl, pre):
 
 
 def worst_cycle(site, pl):
-    """Longest cycle with every phase called and timing to its bound (ms)."""
+    """Longest cycle with every phase called and timing to its bound (ms).
+
+    A coordinated pattern's cycle is its cycle length, stretched at most by
+    one offset correction (a full cycle when correcting by dwell).
+    """
+    k = pl.coord
+    if k is not None:
+        return k.cycle + (k.cycle if k.dwell else int(k.cycle * k.max_correction))
     total = 0
     for g in range(len(site.groups)):
         longest = 0
