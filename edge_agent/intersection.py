@@ -8,7 +8,7 @@ fallback plan. Times are seconds on disk and integer milliseconds here.
 
 import json
 
-from edge_agent.validate import Checker, ConfigError, is_int, kind, ms_s
+from edge_agent.validate import Checker, ConfigError, is_int, is_number, kind, ms_s
 from edge_agent.indications import MAX_PHASES
 
 MAX_RINGS = 4
@@ -20,7 +20,12 @@ SITE_KEYS = ("intersection", "name", "rings", "barriers", "phases", "conflicts",
 FLOOR_KEYS = ("min_yellow", "min_red_clear", "min_green", "min_walk",
               "min_ped_clear", "max_cycle")
 DETECTOR_KEYS = ("channel", "phase", "name", "delay", "extend", "locking",
-                 "call_at_red_only", "extends_green")
+                 "call_at_red_only", "extends_green", "no_activity", "max_presence",
+                 "erratic", "watchdog", "restore", "fail_recall", "lanes", "max_flow")
+PED_DETECTOR_KEYS = ("channel", "phase", "name", "no_activity", "max_presence",
+                     "erratic", "watchdog", "restore", "fail_recall")
+FAIL_RECALLS = ("none", "min", "max")            # index = detectors.FAIL_NONE/MIN/MAX
+PED_FAIL_RECALLS = ("none", "ped")
 
 
 class Floors:
@@ -30,9 +35,15 @@ class Floors:
 
 
 class Detector:
-    """A vehicle detector channel assigned to one phase, with its options."""
+    """A vehicle or pedestrian detector channel assigned to one phase, with its
+    options and its diagnostic limits (ms; 0 = that diagnostic is off)."""
     __slots__ = ("channel", "phase", "name", "delay", "extend", "locking",
-                 "call_at_red_only", "extends_green")
+                 "call_at_red_only", "extends_green", "no_activity", "max_presence",
+                 "erratic", "watchdog", "restore", "fail_recall", "lanes", "max_flow")
+
+    def __iter__(self):
+        """Unpacks as (channel, phase), like the pedestrian entries used to."""
+        return iter((self.channel, self.phase))
 
 
 class Site:
@@ -240,6 +251,11 @@ def _detectors(c, d, known):
         det.locking = c.boolean(e, "locking", path, default=True)
         det.call_at_red_only = c.boolean(e, "call_at_red_only", path, default=False)
         det.extends_green = c.boolean(e, "extends_green", path, default=True)
+        _diagnostic_limits(c, e, path, det)
+        det.fail_recall = FAIL_RECALLS.index(
+            c.text(e, "fail_recall", path, default="max", choices=FAIL_RECALLS))
+        det.lanes = _int(c, e, "lanes", path, 1, 8, 1)
+        det.max_flow = _int(c, e, "max_flow", path, 100, 7200, 3600)
         dets.append(det)
     dets.sort(key=lambda x: x.channel or 0)
     return dets
@@ -252,19 +268,59 @@ def _ped_detectors(c, d, known, has_ped):
         e = c.obj(e, path)
         if e is None:
             continue
-        c.unknown_keys(e, ("channel", "phase", "name"), path)
-        ch = c.integer(e.get("channel"), path + ".channel", 1, MAX_DETECTORS)
+        c.unknown_keys(e, PED_DETECTOR_KEYS, path)
+        det = Detector()
+        ch = det.channel = c.integer(e.get("channel"), path + ".channel", 1, MAX_DETECTORS)
         if ch in channels:
             c.error(path + ".channel", "channel %d is used twice" % ch)
         channels.add(ch)
-        p = e.get("phase")
+        p = det.phase = e.get("phase")
         if not is_int(p) or p not in known:
             c.error(path + ".phase", "%s is not a phase of this site" % (p,))
         elif not has_ped[p]:
             c.error(path + ".phase", "phase %d has no pedestrian phase (set \"ped\": true)" % p)
-        dets.append((ch, p))
-    dets.sort(key=lambda x: x[0] or 0)
+        det.name = c.text(e, "name", path, default="")
+        det.delay = det.extend = 0
+        det.locking, det.call_at_red_only, det.extends_green = True, False, False
+        _diagnostic_limits(c, e, path, det)
+        # A failed push button places a pedestrian recall: walk every cycle.
+        det.fail_recall = 3 if c.text(e, "fail_recall", path, default="ped",
+                                      choices=PED_FAIL_RECALLS) == "ped" else 0
+        det.lanes, det.max_flow = 1, 3600
+        dets.append(det)
+    dets.sort(key=lambda x: x.channel or 0)
     return dets
+
+
+def _diagnostic_limits(c, e, path, det):
+    """NTCIP 1202 diagnostics: no activity and max presence in minutes, erratic
+    counts per minute (0 = off); the report watchdog and the restore time in s."""
+    det.no_activity = _minutes(c, e, "no_activity", path)
+    det.max_presence = _minutes(c, e, "max_presence", path)
+    det.erratic = _int(c, e, "erratic", path, 0, 255, 0)
+    det.watchdog = c.seconds(e, "watchdog", path, 0, 600, default=2000)
+    det.restore = c.seconds(e, "restore", path, 0, 3600, default=10000)
+
+
+def _minutes(c, e, key, path):
+    """Minutes (0..255, fractions allowed down to 1 ms) as integer ms; 0 = off."""
+    if key not in e:
+        return 0
+    v = e[key]
+    if not is_number(v):
+        c.error(path + "." + key, "must be a number of minutes, got %s" % kind(v))
+        return 0
+    if v < 0 or v > 255:
+        c.error(path + "." + key, "%s min is outside 0..255 min" % (v,))
+        return 0
+    return int(round(v * 60000))
+
+
+def _int(c, e, key, path, lo, hi, default):
+    if key not in e:
+        return default
+    v = c.integer(e[key], path + "." + key, lo, hi)
+    return default if v is None else v
 
 
 def _floors(c, d):
