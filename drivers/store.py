@@ -69,10 +69,10 @@ class Store:
     def __init__(self, directory, fsync=True):
         self.dir = directory
         self.fsync = fsync            # False only in tests that measure nothing about durability
+        # A temp file left by a write cut short is never read, and the next
+        # write of that file truncates it; it is not removed here because a
+        # reader opening the store must not pull it from under the writer.
         os.makedirs(directory, exist_ok=True)
-        for name in os.listdir(directory):
-            if name.startswith(".") and name.endswith(".tmp"):
-                os.unlink(os.path.join(directory, name))   # a write cut short: never renamed
         self.problems = []
         try:
             self._high = _high_water(self.read(HIGH_WATER))

@@ -173,12 +173,16 @@ def test_corrupt_high_water_is_reported_and_raised_to_the_stored_plans(tmp_path)
     assert Store(str(tmp_path)).high_water("demo-0001") == 6     # and written back
 
 
-def test_leftover_temp_files_are_removed(tmp_path):
+def test_a_leftover_temp_file_is_ignored_then_replaced(tmp_path):
     s = Store(str(tmp_path))
     accept(s, 5)
-    open(os.path.join(str(tmp_path), "." + st.ACTIVE + ".tmp"), "wb").write(b"half a pl")
-    Store(str(tmp_path))
-    assert sorted(os.listdir(str(tmp_path))) == [st.ACTIVE, st.HIGH_WATER]
+    tmp = os.path.join(str(tmp_path), "." + st.ACTIVE + ".tmp")
+    open(tmp, "wb").write(b"half a pl")
+    again = Store(str(tmp_path))
+    assert again.load_plan(verifier(), WALL).accepted.version == 5
+    accept(again, 6)
+    assert not os.path.exists(tmp)
+    assert sorted(os.listdir(str(tmp_path))) == [st.ACTIVE, st.HIGH_WATER, st.LAST_GOOD]
 
 
 def test_keys_round_trip_and_damage_is_refused(tmp_path):
