@@ -136,7 +136,7 @@ class Diagnosis:
         self.fault_since = -1
         self.clear_since = -1
         self.strikes = 0
-        self.on_seen = False           # presence seen since the last counts report
+        self.on_seen = False           # an on-edge seen since the last counts report
         self.presence_fed = False
         self.last_count = None         # (count, occupancy permille) of the last counts report
 
@@ -188,7 +188,7 @@ class Diagnosis:
         self.cond = (self.cond & ~(C_OPEN | C_SHORTED | C_DEV_WATCHDOG | C_DEV_CHANGE | C_DEV_OTHER)) \
             | device_conditions(bits)
 
-    def counts(self, count, occupancy, interval_ms, level):
+    def counts(self, count, occupancy, interval_ms):
         """A volume/occupancy report: count of vehicles, occupancy in permille, interval."""
         cond = self.cond & ~(C_COUNT_RATE | C_OVERCOUNT | C_IMPLAUSIBLE)
         self.last_count = (count, occupancy)
@@ -203,13 +203,14 @@ class Diagnosis:
                 cond |= C_COUNT_RATE
             contradiction = ((count > 0 and occupancy == 0)
                              or (occupancy == 1000 and count > 1))
-            if self.presence_fed and not level:
-                # Our own presence picture of the same interval against the counts.
+            if self.presence_fed:
+                # Our own presence picture of the same interval against the counts:
+                # vehicles counted but no on-edge seen, or the other way round.
                 contradiction = contradiction or (count > 0) != self.on_seen
             self.strikes = self.strikes + 1 if contradiction else 0
             if self.strikes >= CONTRADICTION_STRIKES:
                 cond |= C_IMPLAUSIBLE
-        self.on_seen = level
+        self.on_seen = False
         self.cond = cond
 
     # -- the step ------------------------------------------------------------
@@ -234,9 +235,18 @@ class Diagnosis:
         if new:
             if not self.latched:
                 self.fault_since = now
+            # One event per fault code: a second condition with a code already
+            # logged for this fault (chatter seen in presence, then in counts) adds none.
+            logged = []
+            for c, code, _, _ in TABLE:
+                if self.latched & c:
+                    logged.append(PED_DETECTOR_FAILED if self.ped else code)
             for c, code, _, _ in TABLE:
                 if new & c:
-                    log.append((now, PED_DETECTOR_FAILED if self.ped else code, self.channel))
+                    code = PED_DETECTOR_FAILED if self.ped else code
+                    if code not in logged:
+                        logged.append(code)
+                        log.append((now, code, self.channel))
             self.latched |= new
         if not self.latched:
             return
