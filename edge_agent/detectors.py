@@ -121,7 +121,7 @@ class Detectors:
 
     def _start(self, now):
         for s in self.states + self.peds:
-            s.diag.last_rx = s.diag.last_activity = now
+            s.diag.last_rx = s.diag.presence_rx = s.diag.last_activity = now
         self.started = True
 
     # -- inputs --------------------------------------------------------------
@@ -217,8 +217,6 @@ class Detectors:
         edges = n if n else (1 if rising else 0)
         if edges:
             d.activity(now, edges)
-        elif raw:
-            d.on_seen = True
 
     def _edge(self, s, t, on, now, log):
         """One reported edge at local time t (<= now)."""
@@ -271,7 +269,7 @@ class Detectors:
                     self.unknown_channels += 1
                     continue
                 s.source = r.source
-                s.diag.reported(now)
+                s.diag.reported(now, True)
                 s.diag.presence_fed = True
                 on = bool(presence[ch])
                 if src is not None:
@@ -281,8 +279,6 @@ class Detectors:
                 if on != s.raw:        # an edge the source did not list (lost frames)
                     t = self._local(src, offset, r.rx_ms, now) if src is not None else now
                     self._edge(s, t, on, now, log)
-                elif on:
-                    s.diag.on_seen = True
             return
         if kind == COUNTS:
             counts = r.counts or {}
@@ -294,7 +290,7 @@ class Detectors:
                 s.source = r.source
                 s.diag.reported(now)
                 c = counts[ch]
-                s.diag.counts(c[0], c[1], r.interval_ms, s.raw)
+                s.diag.counts(c[0], c[1], r.interval_ms)
             return
         if kind == STATUS:
             faults = r.faults or {}

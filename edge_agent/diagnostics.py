@@ -112,7 +112,8 @@ class Diagnosis:
     """Conditions, latched faults and restoration of one detector channel."""
 
     __slots__ = ("channel", "ped", "no_activity", "max_presence", "erratic", "watchdog",
-                 "restore", "max_per_hour", "fed", "stale_reported", "last_rx",
+                 "restore", "max_per_hour", "fed", "stale_reported", "last_rx", "presence_rx",
+                 "presence_reports",
                  "last_activity", "ring", "ring_i", "cond", "latched", "fault_since",
                  "clear_since", "strikes", "on_seen", "presence_fed", "last_count")
 
@@ -128,6 +129,8 @@ class Diagnosis:
         self.fed = False               # True once a report has covered the channel
         self.stale_reported = False    # the driver says it has no data for it
         self.last_rx = now             # arrival of the last report covering it
+        self.presence_rx = now         # arrival of the last presence report covering it
+        self.presence_reports = False  # presence comes in reports: the watchdog watches those
         self.last_activity = now
         self.ring = [None] * (det.erratic + 1) if det.erratic else None
         self.ring_i = 0
@@ -144,18 +147,27 @@ class Diagnosis:
     def failed(self):
         return self.latched != 0
 
+    def last_report(self):
+        """Arrival of the last report the watchdog counts from."""
+        return self.presence_rx if self.presence_reports else self.last_rx
+
     # -- evidence ------------------------------------------------------------
 
     def direct(self, now):
         """Fed this step through Inputs.detectors / pulses: counts as reported."""
-        self.last_rx = now
+        self.last_rx = self.presence_rx = now
         self.presence_fed = True
         if self.fed:
-            self.fed = False
+            self.fed = self.presence_reports = False
             self.stale_reported = False
 
-    def reported(self, now):
-        """A report covering this channel arrived."""
+    def reported(self, now, presence=False):
+        """A report covering this channel arrived. Once presence comes in reports,
+        only presence reports keep the watchdog quiet: alarms or counts that still
+        flow while the presence does not leave the controller blind all the same."""
+        if presence:
+            self.presence_rx = now
+            self.presence_reports = True
         if self.cond & C_STALE or self.stale_reported:
             # Silence was the link's fault, not the road's: no-activity restarts.
             if self.last_activity < now:
@@ -168,7 +180,7 @@ class Diagnosis:
         """The driver lost the source: data stops; the watchdog runs from the last report."""
         if not self.fed:
             self.fed = True
-            self.last_rx = now
+            self.last_rx = self.presence_rx = now
         self.stale_reported = True
 
     def activity(self, t, n=1):
@@ -218,7 +230,7 @@ class Diagnosis:
     def check(self, now, level, on_since, log):
         """Evaluate the timed conditions at `now`, latch new faults, restore cleared ones."""
         cond = self.cond & REPORTED
-        if self.fed and self.watchdog and now - self.last_rx >= self.watchdog:
+        if self.fed and self.watchdog and now - self.last_report() >= self.watchdog:
             cond |= C_STALE
         else:
             if self.no_activity and now - self.last_activity >= self.no_activity:
@@ -296,7 +308,7 @@ class Diagnosis:
         return {"channel": self.channel, "ped": self.ped, "state": state,
                 "faults": codes, "conditions": names, "alarms": a, "reported_alarms": r,
                 "fault_since_ms": self.fault_since if self.latched else None,
-                "age_ms": now - self.last_rx if self.fed else None,
+                "age_ms": now - self.last_report() if self.fed else None,
                 "source": "reports" if self.fed else "direct"}
 
 

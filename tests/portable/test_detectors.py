@@ -350,3 +350,11 @@ def test_status_lists_every_detector_with_its_state_and_report_age():
     assert st["state"] == "ok" and st["age_ms"] == 1_000 and st["source"] == "reports"
     assert status_of(agent, 4)["source"] == "direct"
     assert status_of(agent, 4)["age_ms"] is None
+
+
+def test_alarms_still_flowing_do_not_hide_silent_presence():
+    site = site_with(ch2={"watchdog": 2.0})
+    reps = [Report("unit", PRESENCE, t, t, presence={2: False}) for t in range(2_000, 3_001, 500)]
+    reps += [Report("unit", STATUS, t, t, faults={2: 0}) for t in range(2_000, 8_001, 500)]
+    _, log = drive(site, 8_000, reps)
+    assert times(log, ev.DETECTOR_FAULT_WATCHDOG, 2) == [5_000]
