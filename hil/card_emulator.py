@@ -22,6 +22,7 @@ Faults, switched on and off between ticks:
 
 import os
 import random
+import time
 import tty
 
 from drivers import detector_protocol as proto
@@ -63,7 +64,8 @@ class CardEmulator:
         # what happened (the tests compare it with the driver's counters)
         self.sent = {"frames": 0, "bytes": 0, "dropped": 0, "duplicated": 0, "corrupted": 0,
                      "garbage_bytes": 0, "overflow": 0}
-        self.write_log = None          # [(card ms of a presence frame, write time)] for benches
+        self.baudrate = None           # set: each write waits for the frame's wire time first
+        self.write_log = None          # a list: [(type, card ms, perf_counter at write)] for benches
 
     # -- the pseudo-terminal ----------------------------------------------------
 
@@ -230,8 +232,6 @@ class CardEmulator:
         recent = [(self._card(et), ch, on) for et, ch, on in self.edges
                   if t - self.history_ms < et <= t]
         recent = recent[-70:]           # what fits one frame (oldest dropped first)
-        if self.write_log is not None:
-            self.write_log.append(self._card(t))
         return proto.presence_payload(self._card(t), self.nch, bitmap, recent)
 
     def _counts(self, t):
@@ -274,6 +274,10 @@ class CardEmulator:
             junk = bytes(rng.randrange(256) for _ in range(rng.randint(1, 40)))
             self.sent["garbage_bytes"] += len(junk)
             data = junk + data
+        if self.write_log is not None:     # the first byte goes on the wire now
+            self.write_log.append((mtype, self._card(t), time.perf_counter()))
+        if self.baudrate:
+            time.sleep(len(data) * 10 / self.baudrate)     # start bit, 8 data bits, stop bit
         self._write(data)
         self.sent["frames"] += 1
         if self.dup_rate and rng.random() < self.dup_rate:

@@ -176,3 +176,11 @@ def test_fuzz_a_million_random_and_bit_flipped_bytes_between_valid_frames():
     assert p.stats["bytes"] == n > total
     assert len(got) == len(sent)         # and every intact frame got through
     assert elapsed < 60, elapsed
+
+
+def test_bench_detectors_meets_the_latency_target_at_115200_baud():
+    from tools.bench_detectors import bench_latency, bench_parse
+    assert bench_parse(frames=2_000)["parse_fps"] > 10_000
+    lat = bench_latency(seconds=1.0, rate=50, baud=115_200)
+    assert lat["samples"] >= 40 and lat["errors"] == {}
+    assert lat["p99_ms"] <= 20.0, lat
