@@ -113,7 +113,7 @@ def test_unit_feeds_presence_and_counts_then_unplugged_faults_and_restores(rig):
     assert r.faults() == []
     st = r.poller.stats()
     # The loaded test machine may miss an 80 ms timeout now and then; never often.
-    assert st["responses"] >= 30 and st["volume_reports"] >= 2
+    assert st["responses"] >= 30 and st["volume_reports"] >= 1
     assert st["timeouts"] <= st["polls"] // 10, st
     assert all(s["source"] == "reports" for s in r.agent.detectors.status(r.last) if not s["ped"])
 
