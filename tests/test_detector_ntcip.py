@@ -177,7 +177,7 @@ def test_reserved_occupancy_code_is_implausible(rig):
     got = r.times(ev.DETECTOR_FAULT_OTHER, 3)
     # The next volume/occupancy period closes within 1 s and is read within slow_s (0.5 s).
     assert len(got) == 1 and at["t"] < got[0] <= at["t"] + 1_000 + 500 + SLACK_MS, got
-    assert r.poller.stats()["volume_reports"] >= 2
+    assert r.poller.stats()["volume_reports"] >= 1
 
 
 def test_lost_requests_are_counted_and_fault_nothing_within_the_watchdog(rig):
