@@ -126,10 +126,14 @@ class Agent:
             self.controller.start(now, log, inputs.wall_ms)
         if mode == MODE_RUN:
             vehicle, ped = self._run(now, inputs, log)
-        elif mode == MODE_STARTUP_ALL_RED:
-            vehicle, ped = self._all_red()
         else:
-            vehicle, ped = self._flash()
+            # Detectors are watched from power-up: their watchdogs and reports
+            # must not wait for the first green.
+            self.detectors.update(now, inputs, 0, 0, log)
+            if mode == MODE_STARTUP_ALL_RED:
+                vehicle, ped = self._all_red()
+            else:
+                vehicle, ped = self._flash()
         if self.mode != MODE_FLASH:
             fault = self.monitor.check(now, vehicle, ped)
             if fault is not None:

@@ -63,6 +63,7 @@ class Controller:
         self.pending = None
         self.plan = None
         self.wall_ms = None
+        self.no_walk = 0              # greens where coordination forbids a walk recycle
         self._use(plan)
 
     # -- plans ---------------------------------------------------------------
@@ -160,9 +161,11 @@ class Controller:
         self.wall_ms = wall_ms
         omit |= plan.omit
         if self.coord is not None and self.coord.entered:
-            f, o = self.coord.step(now, wall_ms, self.green, self.since, log)
+            f, o, self.no_walk = self.coord.step(now, wall_ms, self.green, self.since, log)
             force_off |= f
             omit |= o
+        else:
+            self.no_walk = 0
         self._register_calls(now, det, omit, log)
         self._advance_clearances(now, log)
         self._start_phases(now, omit, log)
@@ -385,9 +388,11 @@ class Controller:
                 if ready:
                     ends.append((p, reason, nxt))
                 continue
-            if ready and site.conflicts[p] & blocked:
-                # An explicit conflict holds another ring's next phase off:
-                # end this green without committing the barrier crossing.
+            if ready and (site.conflicts[p] & blocked or force_off & b):
+                # A force-off is absolute: the green ends now and the ring waits
+                # for the others at the barrier in red. So does a green whose
+                # explicit conflict holds another ring's next phase off. Neither
+                # commits the barrier crossing.
                 ends.append((p, reason, -1))
                 continue
             # Barrier-bound: this ring has nothing left in the group.
@@ -421,7 +426,8 @@ class Controller:
         elif s == PED_CLEAR and now >= self.ped_end[p]:
             self.ped[p] = DONT_WALK
             log.append((now, ev.PED_BEGIN_DONT_WALK, p))
-        elif s == DONT_WALK and self.ped_call & (1 << p) and not demand:
+        elif s == DONT_WALK and self.ped_call & (1 << p) and not demand \
+                and not self.no_walk & (1 << p):
             # Rest in walk recycle: a resting green serves a late ped call.
             self._begin_walk(p, now, log)
 

@@ -37,7 +37,8 @@ class Pattern:
     """A validated coordination pattern; times in ms, lists indexed by phase."""
     __slots__ = ("number", "cycle", "offset", "splits", "coordinated", "coord_mask",
                  "floating", "max_mode", "dwell", "max_correction", "group",
-                 "start", "force_off", "ring_yield", "rel_force_off", "need", "shrink")
+                 "start", "force_off", "ring_yield", "rel_force_off", "need", "ped",
+                 "shrink")
 
 
 def parse_coordination(c, d, site, pl, pre):
@@ -107,7 +108,10 @@ def _check(c, site, pl, k, path):
     if k.offset >= k.cycle:
         c.error(path + ".offset", "%s s is not below the cycle %s s" % (ms_s(k.offset), ms_s(k.cycle)))
     k.need = [0] * len(k.splits)
+    k.ped = [0] * len(k.splits)
     for p in site.phases:
+        if site.has_ped[p]:
+            k.ped[p] = pl.walk[p] + pl.ped_clear[p]
         s = k.splits[p]
         if pl.omit & (1 << p):
             if s:
@@ -254,7 +258,11 @@ class Coordinator:
         self.cycles += 1
 
     def step(self, now, wall_ms, green, since, log):
-        """Advance the cycle timer; returns (force_off, omit) request masks.
+        """Advance the cycle timer; returns (force_off, omit, no_walk) request masks.
+
+        no_walk: green phases where a walk started now could not finish its
+        pedestrian clearance by the force-off (or the yield point): the
+        controller must not recycle the walk there.
 
         green: mask of phases showing green; since: ms each phase's interval began.
         """
@@ -266,7 +274,7 @@ class Coordinator:
             self._plan_cycle(now, log)
         tc = now - self.cycle_start
         force = k.coord_mask
-        omit = 0
+        omit = no_walk = 0
         for r in range(len(site.rings)):
             # Ring-relative position: 0 at this ring's (corrected) yield point.
             rel = (tc - k.ring_yield[r] - self.adjust) % self.length
@@ -278,6 +286,9 @@ class Coordinator:
             for p in site.rings[r]:
                 b = 1 << p
                 if b & k.coord_mask:
+                    # A coordinated walk must end by the next yield point.
+                    if green & b and rel + k.ped[p] > self.length:
+                        no_walk |= b
                     continue
                 fo = k.rel_force_off[p]
                 if green & b:
@@ -286,6 +297,8 @@ class Coordinator:
                         fo = min(fo, began + k.force_off[p] - k.start[p])
                     if rel >= fo:
                         force |= b
+                    if rel + k.ped[p] > fo:
+                        no_walk |= b
                 elif rel + k.need[p] > fo:
                     omit |= b
-        return force, omit
+        return force, omit, no_walk

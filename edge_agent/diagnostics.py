@@ -27,8 +27,8 @@ except ImportError:
         return x
 
 # Pedestrian detector fault / restore (Indiana enumerations 91 / 92).
-PED_DETECTOR_FAILED = const(91)
-PED_DETECTOR_RESTORED = const(92)
+PED_DETECTOR_FAILED = ev.PED_DETECTOR_FAILED
+PED_DETECTOR_RESTORED = ev.PED_DETECTOR_RESTORED
 
 # Conditions (bits of Diagnosis.cond).
 C_STALE = const(0x001)          # fed by reports, none within the watchdog limit

@@ -46,6 +46,8 @@ DETECTOR_FAULT_SHORTED = const(87)
 DETECTOR_FAULT_CHATTER = const(88)
 PED_DETECTOR_OFF = const(89)
 PED_DETECTOR_ON = const(90)
+PED_DETECTOR_FAILED = const(91)
+PED_DETECTOR_RESTORED = const(92)
 COORD_PATTERN_CHANGE = const(131)
 CYCLE_LENGTH_CHANGE = const(132)
 OFFSET_LENGTH_CHANGE = const(133)
@@ -78,7 +80,8 @@ NAMES = {
     83: "detector restored", 84: "detector fault: other",
     85: "detector fault: watchdog", 86: "detector fault: open loop",
     87: "detector fault: shorted loop", 88: "detector fault: chatter",
-    89: "ped detector off", 90: "ped detector on", 131: "coord pattern change",
+    89: "ped detector off", 90: "ped detector on", 91: "ped detector failed",
+    92: "ped detector restored", 131: "coord pattern change",
     132: "cycle length change", 133: "offset length change",
     150: "coord cycle state change", 151: "coordinated phase yield point",
     173: "unit flash status",
