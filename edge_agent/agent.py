@@ -13,6 +13,7 @@ from edge_agent.detectors import Detectors
 from edge_agent.indications import (MAX_PHASES, FLASH_RED, FLASH_YELLOW, RED,
                                     PED_DARK, DONT_WALK)
 from edge_agent.monitor import Monitor, FAULT_CONTROLLER
+from edge_agent.supervisor import Supervisor
 
 try:
     from micropython import const
@@ -40,17 +41,20 @@ class Inputs:
     technician_reset: clear a latched flash (a local action only)
     """
     __slots__ = ("detectors", "pulses", "peds", "reports", "force_off", "hold",
-                 "omit", "plan", "technician_reset", "wall_ms", "link_up")
+                 "omit", "plan", "technician_reset", "wall_ms", "link_up",
+                 "heartbeat", "central_plan")
 
     def __init__(self, detectors=None, pulses=None, peds=None, reports=None,
                  force_off=0, hold=0, omit=0, plan=None, technician_reset=False,
-                 wall_ms=None, link_up=None):
+                 wall_ms=None, link_up=None, heartbeat=False, central_plan=None):
         self.detectors = detectors
         self.pulses = pulses
         self.peds = peds
         self.reports = reports
         self.wall_ms = wall_ms        # wall clock (unix ms, integer) or None
-        self.link_up = link_up        # central link health from the driver, or None
+        self.link_up = link_up        # broker session connected (driver), or None: unchanged
+        self.heartbeat = heartbeat    # a central heartbeat arrived since the last step
+        self.central_plan = central_plan  # supervisor.CentralPlan that passed the envelope checks
         self.force_off = force_off
         self.hold = hold
         self.omit = omit
@@ -63,25 +67,30 @@ NO_INPUTS = Inputs()
 
 class Outputs:
     """One step's outputs: indications by phase (index 0 unused), events, mode."""
-    __slots__ = ("ms", "vehicle", "ped", "events", "mode", "plan_id", "fault")
+    __slots__ = ("ms", "vehicle", "ped", "events", "mode", "plan_id", "fault",
+                 "source", "link_up")
 
-    def __init__(self, ms, vehicle, ped, events, mode, plan_id, fault):
+    def __init__(self, ms, vehicle, ped, events, mode, plan_id, fault, source, link_up):
         self.ms, self.vehicle, self.ped, self.events = ms, vehicle, ped, events
         self.mode, self.plan_id, self.fault = mode, plan_id, fault
+        self.source, self.link_up = source, link_up   # plan source wanted; central link health
 
 
 class Agent:
     """One intersection's controller, detectors and monitor, stepped in time."""
 
-    def __init__(self, site, plan=None, now=0):
+    def __init__(self, site, plan=None, now=0, link_policy=None):
         self.site = site
         self.plan = plan or site.fallback_plan
         self.monitor = Monitor(site)
+        self.supervisor = Supervisor(site, link_policy)
         self.last_ms = None
         self._boot(now, [])
 
     def _boot(self, now, log):
         site = self.site
+        if self.supervisor.wanted is not None:
+            self.plan = self.supervisor.wanted
         self.controller = Controller(site, self.plan)
         self.detectors = Detectors(site)
         self.mode_since = now
@@ -108,6 +117,7 @@ class Agent:
         if inputs.plan is not None:
             self.plan = inputs.plan
             self.controller.set_plan(inputs.plan, now, log)
+        self.supervisor.step(now, inputs, self.controller, log)
         mode = self.mode
         if mode == MODE_FLASH:
             if inputs.technician_reset:
@@ -139,8 +149,9 @@ class Agent:
             if fault is not None:
                 self._fail(now, fault.code, fault.detail, log)
                 vehicle, ped = self._flash()
+        sup = self.supervisor
         return Outputs(now, vehicle, ped, log, self.mode, self.controller.plan.id,
-                       self.monitor.fault)
+                       self.monitor.fault, sup.source, sup.link_up)
 
     def _run(self, now, inputs, log):
         c = self.controller

@@ -62,6 +62,11 @@ FLASH_RESET = const(201)            # technician cleared a latched flash
 PLAN_PENDING = const(202)           # a new plan waits for its safe point
 PLAN_ACTIVATED = const(203)         # the pending plan took effect
 STARTUP_ALL_RED = const(204)        # start-up flash over, all-red begins
+LINK_DOWN = const(210)              # central link lost (heartbeat silent or broker gone)
+LINK_UP = const(211)                # central link healthy and stable again
+CENTRAL_PLAN_EXPIRED = const(212)   # param: the expired plan's version
+SOURCE_CENTRAL = const(213)         # central plan requested (param: version)
+SOURCE_LOCAL = const(214)           # local fallback plan requested
 
 # Parameters of UNIT_FLASH_STATUS (173).
 FLASH_STARTUP = const(1)
@@ -86,7 +91,9 @@ NAMES = {
     150: "coord cycle state change", 151: "coordinated phase yield point",
     173: "unit flash status",
     200: "monitor fault", 201: "flash reset", 202: "plan pending",
-    203: "plan activated", 204: "start-up all-red",
+    203: "plan activated", 204: "start-up all-red", 210: "central link down",
+    211: "central link up", 212: "central plan expired", 213: "central plan requested",
+    214: "local plan requested",
 }
 
 
