@@ -7,6 +7,10 @@ Both runners use the scenario's embedded site (and, for the agent, its
 fallback plan), drive the simulator at a fixed step and return a RunResult:
 the measures, the controller's event log as (ms, code, param) tuples with the
 Indiana codes, and the simulator and controller for closer inspection.
+
+`on_step(now_ms, outputs, agent)` lets a caller watch (or pace) every step of
+the agent's run; with `interruptible=True` a Ctrl-C ends the run early and the
+result covers the time simulated so far (`result.interrupted` is then True).
 """
 
 from edge_agent.agent import Agent, Inputs
@@ -21,21 +25,24 @@ from hil.sim import IntersectionSim
 class RunResult:
     """What a run leaves: measures, event log, and the simulator and controller objects."""
 
-    __slots__ = ("scenario", "seed", "duration_s", "measures", "events", "sim", "controller")
+    __slots__ = ("scenario", "seed", "duration_s", "measures", "events", "sim", "controller",
+                 "interrupted")
 
     def __iter__(self):
         """Unpacks as (measures, events)."""
         return iter((self.measures, self.events))
 
 
-def _result(sc, sim, duration_s, events, controller):
+def _result(sc, sim, duration_s, events, controller, interrupted=False):
     r = RunResult()
     r.scenario, r.seed, r.duration_s = sc, sim.seed, duration_s
     r.measures, r.events, r.sim, r.controller = sim.measures(), events, sim, controller
+    r.interrupted = interrupted
     return r
 
 
-def run_actuated(scenario, duration_s=None, seed=None, step_ms=100, progress=None):
+def run_actuated(scenario, duration_s=None, seed=None, step_ms=100, progress=None,
+                 on_step=None, interruptible=False):
     """Run the edge agent (site fallback plan, fully actuated) against the simulator."""
     sc = load_scenario(scenario)
     duration_s = sc.duration_s if duration_s is None else duration_s
@@ -46,9 +53,16 @@ def run_actuated(scenario, duration_s=None, seed=None, step_ms=100, progress=Non
     def decide(now, inputs):
         out = agent.step(now, Inputs(detectors=inputs.detectors, pulses=inputs.pulses, peds=inputs.peds))
         events.extend(out.events)
+        if on_step is not None:
+            on_step(now, out, agent)
         return out.vehicle
 
-    run_loop(sim, decide, duration_s, step_ms, progress)
+    try:
+        run_loop(sim, decide, duration_s, step_ms, progress)
+    except KeyboardInterrupt:
+        if not interruptible or sim.prev_ms is None:
+            raise
+        return _result(sc, sim, sim.prev_ms / 1000, events, agent, interrupted=True)
     return _result(sc, sim, duration_s, events, agent)
 
 

@@ -1,0 +1,138 @@
+"""`edge-agent hil`: closed-loop runs of the agent on the rig's simulated intersections.
+
+    edge-agent hil run arterial            agent vs Webster fixed time, built-in simulator
+    edge-agent hil sumo --duration 3600    agent vs SUMO's actuated and static programs
+
+`hil sumo` runs headless: the agent drives SUMO's traffic light through the
+bridge (hil.sumo.bridge), then SUMO runs its own controllers on the same
+network, demand and seed, with the min/max greens and clearances of the same
+site; the measures come from SUMO's tripinfo output.
+"""
+
+import json
+import sys
+
+from edge_agent.intersection import parse_site
+
+from hil.scenario import ScenarioError, load_scenario
+from tools import report
+from tools.cmd_demo import ProgressBar, print_comparison, run_pair, span
+from tools.timeline import summary_lines
+
+SUMO_COLUMNS = (("completed", "completed", "%d"), ("unfinished", "unfinished", "%d"),
+                ("mean time loss", "mean_time_loss_s", "%.2f s"),
+                ("mean waiting", "mean_waiting_time_s", "%.2f s"),
+                ("mean travel time", "mean_travel_time_s", "%.2f s"))
+
+
+def run_scenario(args):
+    try:
+        sc = load_scenario(args.scenario)
+    except (OSError, ValueError, ScenarioError) as e:
+        print("edge-agent hil run: scenario %s: %s" % (args.scenario, e), file=sys.stderr)
+        return 2
+    site = parse_site(sc.site)
+    duration = sc.duration_s if args.duration is None else args.duration
+    seed = sc.seed if args.seed is None else args.seed
+    print("%s (%s): %s, seed %d" % (site.name or sc.name, sc.name, span(sc, duration), seed))
+    agent, fixed = run_pair(sc, duration, seed)
+    print_comparison(sc, site, agent, fixed, args.cycles)
+    if args.movements:
+        for name, r in (("actuated agent", agent), ("Webster fixed time", fixed)):
+            print("\nMeasures per movement, %s:" % name)
+            for line in r.measures.summary_lines():
+                print("  " + line)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"scenario": sc.name, "seed": seed, "duration_s": agent.duration_s,
+                       "agent": agent.measures.as_dict(), "fixed_time": fixed.measures.as_dict(),
+                       "comparison": report.comparison_rows(agent.measures, fixed.measures)}, f, indent=1)
+        print("\nmeasures: %s" % args.json)
+    return 1 if agent.controller.monitor.fault is not None else 0
+
+
+def sumo_lines(results):
+    """The SUMO comparison as aligned text: one row per controller."""
+    head = ("controller",) + tuple(c[0] for c in SUMO_COLUMNS)
+    rows = [(name,) + tuple(fmt % m[key] for _, key, fmt in SUMO_COLUMNS) for name, m in results.items()]
+    w = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    fmt = "  ".join(["%-{}s".format(w[0])] + ["%{}s".format(x) for x in w[1:]])
+    return [fmt % head, "  ".join("-" * x for x in w)] + [fmt % r for r in rows]
+
+
+def run_sumo(args):
+    try:
+        from hil.sumo import build
+        from hil.sumo.bridge import run_sumo_program
+        from hil.sumo.run import load_arterial_site, run_agent_on_sumo
+    except ImportError as e:
+        print("edge-agent hil sumo: %s (pip install -e '.[sumo]')" % e, file=sys.stderr)
+        return 2
+    if not build.sumo_available():
+        print("edge-agent hil sumo: SUMO not found (pip install -e '.[sumo]')", file=sys.stderr)
+        return 2
+    if args.site:
+        with open(args.site) as f:
+            site = json.load(f)
+    else:
+        site = load_arterial_site()
+    print("SUMO arterial (hil/sumo/network), %.0f s simulated, seed %d, 100 ms steps, %s"
+          % (args.duration, args.seed, build.netconvert_version().replace("Eclipse SUMO netconvert ", "SUMO ")))
+    bar = ProgressBar("edge-agent")
+    end_ms = round(args.duration * 1000)
+
+    def on_step(now_ms, _out, _r):
+        if now_ms % 60_000 == 0:
+            bar(now_ms, end_ms)
+
+    agent = run_agent_on_sumo(site, args.duration, args.seed, on_step=on_step)
+    bar.done()
+    results = {"edge-agent": agent["measures"]}
+    timings = build.plan_timings(site)
+    for prog in ("actuated", "static"):
+        print("  running SUMO's %s program..." % prog, file=sys.stderr)
+        results["sumo-" + prog] = run_sumo_program(prog, duration_s=args.duration, seed=args.seed,
+                                                   timings=timings)
+    print()
+    for line in sumo_lines(results):
+        print("  " + line)
+    a, s = results["edge-agent"]["mean_time_loss_s"], results["sumo-actuated"]["mean_time_loss_s"]
+    print("  edge-agent against SUMO actuated: %+.2f s mean time loss per vehicle (%+.1f %%)"
+          % (a - s, 100 * (a - s) / s if s else 0))
+    print("  SUMO actuated and static use the site's min/max greens, yellows and red clearances; "
+          "static greens from the network mapping.")
+    faults = results["edge-agent"].get("agent_faults")
+    if faults:
+        print("  AGENT FAULTS: %s" % faults)
+    print("\nPhase terminations of the agent on SUMO:")
+    for line in summary_lines(agent["events"], parse_site(site)):
+        print("  " + line)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"seed": args.seed, "duration_s": args.duration, "results": results}, f, indent=1)
+        print("\nmeasures: %s" % args.json)
+    return 1 if faults else 0
+
+
+def register(sub):
+    p = sub.add_parser("hil", help="run the agent in the hardware-in-the-loop rig's simulators",
+                       description=__doc__.split("\n\n")[0])
+    hsub = p.add_subparsers(dest="hil", metavar="WHAT")
+    hsub.required = True
+    r = hsub.add_parser("run", help="agent vs Webster fixed time on a built-in scenario")
+    r.add_argument("scenario", nargs="?", default="arterial", metavar="NAME|PATH",
+                   help="built-in scenario (arterial, suburban, night) or a scenario JSON file")
+    r.add_argument("--seed", type=int, help="demand seed (default: the scenario's)")
+    r.add_argument("--duration", type=float, metavar="S", help="simulated seconds (default: the scenario's)")
+    r.add_argument("--cycles", type=int, default=3, help="cycles in the printed timeline")
+    r.add_argument("--movements", action="store_true", help="also print the measures per movement")
+    r.add_argument("--json", metavar="PATH", help="write both runs' measures as JSON")
+    r.set_defaults(func=run_scenario)
+    s = hsub.add_parser("sumo", help="agent vs SUMO's actuated and static programs (needs eclipse-sumo)")
+    s.add_argument("--duration", type=float, default=3600.0, metavar="S",
+                   help="simulated seconds (default 3600)")
+    s.add_argument("--seed", type=int, default=1, help="SUMO seed of the demand (default 1)")
+    s.add_argument("--site", metavar="PATH",
+                   help="site JSON for the agent and SUMO's programs (default hil/sumo/network/arterial.site.json)")
+    s.add_argument("--json", metavar="PATH", help="write the measures as JSON")
+    s.set_defaults(func=run_sumo)
