@@ -80,6 +80,7 @@ class FrontPanel:
         self.t0 = None
         self.last_draw = -1.0
         self.width = 0
+        self.pending = None       # the last step not drawn yet
 
     def __call__(self, now_ms, out, agent):
         wall = time.monotonic()
@@ -91,7 +92,10 @@ class FrontPanel:
             wall += ahead
         if wall - self.last_draw >= self.min_wall:
             self.last_draw = wall
+            self.pending = None
             self.draw(self.line(now_ms, out, agent))
+        else:
+            self.pending = (now_ms, out, agent)
 
     def line(self, now, out, agent):
         site, c = self.site, agent.controller
@@ -125,6 +129,8 @@ class FrontPanel:
         self.stream.flush()
 
     def close(self):
+        if self.pending is not None:
+            self.draw(self.line(*self.pending))
         self.stream.write("\n")
         self.stream.flush()
 
