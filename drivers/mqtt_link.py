@@ -1,0 +1,408 @@
+"""The MQTT connection to central (paho-mqtt 2.x): its own thread, own reconnects, queues both ways.
+
+    link = MqttLink(cfg, topics, outbox, session_file)
+    link.start()
+    link.connected                     # control loop: broker session up (Inputs.link_up)
+    for kind, payload, retain in link.received(200): ...   # control loop: drain
+    link.publish(topic, payload, qos, retain)               # control loop: never blocks
+    link.retain(topic, payload)        # latest retained state: re-sent on every connection
+    link.stop(final_state)             # publish offline state, disconnect (no last will)
+
+Mechanism only: the runtime decides what the messages mean. paho's callbacks
+run on this thread inside `client.loop()` and only append to deques (a
+callback that raises or blocks would stop the network thread). paho's own
+reconnect is not used: its back-off has no jitter, and it cannot walk a broker
+list, so this thread reconnects with exponential back-off and full jitter
+(a random delay in [0, min(cap, base * 2^attempt)]), moving to the next broker
+after each failure. Every connection gets a new session number (kept on disk)
+that goes into the last will, so central can ignore a late will of an older
+session.
+"""
+
+import collections
+import json
+import random
+import ssl
+import threading
+import time
+
+from drivers.store import StoreError
+from drivers.topics import dumps, will_payload
+
+try:
+    import paho.mqtt.client as mqtt
+except ImportError:          # the drivers extra is not installed: only tests may get here
+    mqtt = None
+
+# Message kinds handed to the runtime.
+PLAN = "plan"
+CMD = "cmd"
+HEARTBEAT = "heartbeat"
+OTHER = "other"
+
+SESSION = "session.json"
+
+
+class LinkConfig:
+    """Where and how to connect (the provisioning file's "mqtt" section)."""
+
+    __slots__ = ("brokers", "site", "username", "password", "client_id", "ca_file",
+                 "cert_file", "key_file", "keepalive_s", "backoff_base_s", "backoff_cap_s",
+                 "connect_timeout_s", "inbound_max")
+
+    def __init__(self, brokers, site, username=None, password=None, client_id=None,
+                 ca_file=None, cert_file=None, key_file=None, keepalive_s=5,
+                 backoff_base_s=0.5, backoff_cap_s=30.0, connect_timeout_s=3.0,
+                 inbound_max=4096):
+        self.brokers = [(h, int(p)) for h, p in brokers]   # primary first, then the others
+        self.site = site
+        self.username, self.password, self.client_id = username, password, client_id
+        self.ca_file, self.cert_file, self.key_file = ca_file, cert_file, key_file
+        self.keepalive_s = keepalive_s
+        self.backoff_base_s, self.backoff_cap_s = backoff_base_s, backoff_cap_s
+        self.connect_timeout_s = connect_timeout_s
+        self.inbound_max = inbound_max
+
+
+def parse_link_config(d, base_dir="."):
+    """LinkConfig from the provisioning file's "mqtt" object; ValueError lists every problem."""
+    import os
+    errors = []
+    if not isinstance(d, dict):
+        raise ValueError("mqtt: must be an object")
+    brokers = []
+    for i, b in enumerate(d.get("brokers") or []):
+        if isinstance(b, str) and ":" in b:
+            host, _, port = b.rpartition(":")
+        elif isinstance(b, dict):
+            host, port = b.get("host"), b.get("port", 8883 if d.get("tls") else 1883)
+        else:
+            errors.append("mqtt.brokers[%d]: must be \"host:port\" or {\"host\", \"port\"}" % i)
+            continue
+        try:
+            port = int(port)
+        except (TypeError, ValueError):
+            port = 0
+        if not isinstance(host, str) or not host or not 0 < port < 65536:
+            errors.append("mqtt.brokers[%d]: %r is not a host and port" % (i, b))
+            continue
+        brokers.append((host, port))
+    if not brokers:
+        errors.append("mqtt.brokers: at least one broker is required (primary, then secondary)")
+    site = d.get("site")
+    if not isinstance(site, str) or not site:
+        errors.append("mqtt.site: is required (the site level of tsc/v1/<site>/<intersection>)")
+    tls = d.get("tls") or {}
+    if not isinstance(tls, dict):
+        errors.append("mqtt.tls: must be an object {\"ca_file\", \"cert_file\", \"key_file\"}")
+        tls = {}
+
+    def path(v):
+        return None if v is None else os.path.join(base_dir, v)
+
+    num = {}
+    for key, default, lo, hi in (("keepalive_s", 5, 1, 600), ("backoff_base_s", 0.5, 0.01, 60),
+                                 ("backoff_cap_s", 30.0, 0.1, 600),
+                                 ("connect_timeout_s", 3.0, 0.1, 60)):
+        v = d.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            errors.append("mqtt.%s: must be a number %s..%s, got %r" % (key, lo, hi, v))
+        num[key] = v
+    if errors:
+        raise ValueError("\n  ".join(errors))
+    return LinkConfig(brokers, site, d.get("username"), d.get("password"), d.get("client_id"),
+                      path(tls.get("ca_file")), path(tls.get("cert_file")),
+                      path(tls.get("key_file")), **num)
+
+
+class MqttLink:
+    """One client, one thread: connect, subscribe, publish, reconnect."""
+
+    def __init__(self, cfg, topics, outbox=None, store=None, seed=None, batch_events=500,
+                 max_batches_in_flight=8, log=None):
+        if mqtt is None:
+            raise RuntimeError("paho-mqtt is not installed (pip install 'edge-agent[drivers]')")
+        self.cfg = cfg
+        self.topics = topics
+        self.outbox = outbox
+        self.store = store                    # a drivers.store.Store for the session number
+        self.rng = random.Random(seed)
+        self.batch_events = batch_events
+        self.max_batches = max_batches_in_flight
+        self.log = log or (lambda level, msg, **kw: None)
+        self.connected = False                # CONNACK accepted, not yet lost
+        self.session = self._load_session()
+        self.broker = None                    # (host, port) of the current or last attempt
+        self.inbound = collections.deque()
+        self.outbound = collections.deque(maxlen=256)
+        self.retained = {}                    # topic -> latest payload, re-sent on connect
+        self.retained_dirty = set()
+        self.acks = collections.deque()       # mids acknowledged (on_publish)
+        self.link_events = collections.deque()    # ("up", session) / ("down", reason)
+        self.in_flight = collections.OrderedDict()   # mid -> last event seq in the batch
+        self.done = set()                     # mids acknowledged out of order
+        self.counters = collections.Counter()
+        self.stopping = threading.Event()
+        self.thread = None
+        self._attempt = 0
+        self._broker_index = 0
+        self._connack = None
+        self.client = self._make_client()
+
+    # -- set-up -------------------------------------------------------------------
+
+    def _make_client(self):
+        cfg = self.cfg
+        cid = cfg.client_id or "edge-agent-%s" % self.topics.intersection
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True,
+                        protocol=mqtt.MQTTv311)
+        if cfg.username is not None:
+            c.username_pw_set(cfg.username, cfg.password)
+        if cfg.ca_file or cfg.cert_file:
+            c.tls_set(ca_certs=cfg.ca_file, certfile=cfg.cert_file, keyfile=cfg.key_file,
+                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c.connect_timeout = cfg.connect_timeout_s
+        c.max_inflight_messages_set(max(20, self.max_batches + 8))
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        c.suppress_exceptions = True
+        return c
+
+    def _load_session(self):
+        if self.store is None:
+            return 0
+        try:
+            return int(json.loads(self.store.read(SESSION).decode())["session"])
+        except (StoreError, ValueError, KeyError, TypeError):
+            return 0
+
+    def _next_session(self):
+        self.session += 1
+        if self.store is not None:
+            try:
+                self.store.write(SESSION, dumps({"session": self.session}))
+            except OSError as e:
+                self.counters["session_write_errors"] += 1
+                self.log("warning", "session number not saved", error=str(e))
+        return self.session
+
+    # -- paho callbacks: append and return -------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        ok = not reason_code.is_failure
+        self._connack = ok
+        if ok:
+            try:
+                client.subscribe(self.topics.subscriptions())
+            except Exception:        # never let anything out of a paho callback
+                self.counters["subscribe_errors"] += 1
+        else:
+            self.counters["refused"] += 1
+            self.link_events.append(("refused", str(reason_code)))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.link_events.append(("down", str(reason_code)))
+
+    def _on_message(self, client, userdata, msg):
+        t = msg.topic
+        tp = self.topics
+        kind = (PLAN if t == tp.plan_desired else CMD if t == tp.cmd
+                else HEARTBEAT if t == tp.heartbeat else OTHER)
+        if len(self.inbound) >= self.cfg.inbound_max:
+            self.counters["inbound_dropped"] += 1
+            return
+        self.inbound.append((kind, msg.payload, bool(msg.retain)))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        self.acks.append(mid)
+
+    # -- the control loop's side ---------------------------------------------------------
+
+    def received(self, limit):
+        """Up to `limit` received messages as (kind, payload bytes, retained)."""
+        out = []
+        q = self.inbound
+        while q and len(out) < limit:
+            out.append(q.popleft())
+        return out
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        """Queue a publish for the link thread; while offline QoS 0 is dropped (counted)."""
+        if not self.connected and qos == 0:
+            self.counters["dropped_offline"] += 1
+            return
+        if len(self.outbound) == self.outbound.maxlen:
+            self.counters["outbound_dropped"] += 1
+        self.outbound.append((topic, payload, qos, retain))
+
+    def retain(self, topic, payload):
+        """Set the latest retained payload of a topic: sent now and after every reconnect."""
+        self.retained[topic] = payload
+        self.retained_dirty.add(topic)
+
+    def take_link_events(self):
+        out = []
+        while self.link_events:
+            out.append(self.link_events.popleft())
+        return out
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def start(self):
+        self.thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self, final_state=None, timeout_s=2.0):
+        """Publish the final (offline) state and disconnect cleanly; the will is not sent."""
+        self._final = final_state
+        self._final_timeout = timeout_s
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout_s + self.cfg.connect_timeout_s + 2)
+            self.thread = None
+
+    def _run(self):
+        self._final = None
+        delay = 0.0
+        while not self.stopping.is_set():
+            if self.stopping.wait(delay):
+                break
+            if not self._connect():
+                delay = self._backoff()
+                continue
+            self._attempt = 0
+            self._serve()
+            delay = self._backoff() if not self.stopping.is_set() else 0
+        self._shutdown()
+
+    def _backoff(self):
+        """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
+        cfg = self.cfg
+        ceiling = min(cfg.backoff_cap_s, cfg.backoff_base_s * (2 ** min(self._attempt, 30)))
+        self._attempt += 1
+        return self.rng.uniform(0, ceiling)
+
+    def _connect(self):
+        """Open a session with the next broker; True once CONNACK accepted it."""
+        cfg = self.cfg
+        host, port = self.broker = cfg.brokers[self._broker_index % len(cfg.brokers)]
+        session = self._next_session()
+        c = self.client
+        self.counters["connect_attempts"] += 1
+        try:
+            c.will_set(self.topics.state, will_payload(session), qos=1, retain=True)
+            self._connack = None
+            c.connect(host, port, keepalive=cfg.keepalive_s)
+            deadline = time.monotonic() + cfg.connect_timeout_s
+            while self._connack is None and time.monotonic() < deadline \
+                    and not self.stopping.is_set():
+                rc = c.loop(timeout=0.05)
+                if rc != mqtt.MQTT_ERR_SUCCESS:
+                    break
+        except (OSError, ssl.SSLError, ValueError) as e:
+            self._connack = False
+            self.counters["connect_errors"] += 1
+            self.log("warning", "broker connection failed", broker="%s:%d" % (host, port),
+                     error=str(e) or type(e).__name__)
+        if self._connack:
+            self.connected = True
+            self.counters["connections"] += 1
+            self.link_events.append(("up", session))
+            self.log("info", "broker connected", broker="%s:%d" % (host, port), session=session)
+            self.retained_dirty = set(self.retained)
+            return True
+        if self._connack is None:
+            self.counters["connect_timeouts"] += 1
+        try:
+            c.disconnect()
+        except Exception:
+            pass
+        self._broker_index += 1
+        return False
+
+    def _serve(self):
+        """Pump the connection until it is lost or the link stops."""
+        c = self.client
+        while not self.stopping.is_set():
+            rc = c.loop(timeout=0.02)
+            self._take_acks()
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                break
+            self._send()
+        lost = not self.stopping.is_set()
+        if lost:
+            self.connected = False
+            self.counters["connections_lost"] += 1
+            self.link_events.append(("down", "connection lost"))
+            self.log("warning", "broker connection lost",
+                     broker="%s:%d" % self.broker if self.broker else None)
+            self._broker_index += 1 if len(self.cfg.brokers) > 1 else 0
+
+    def _send(self):
+        c = self.client
+        for topic in list(self.retained_dirty):
+            self.retained_dirty.discard(topic)
+            c.publish(topic, self.retained[topic], qos=1, retain=True)
+        q = self.outbound
+        while q:
+            topic, payload, qos, retain = q.popleft()
+            if isinstance(payload, dict):
+                payload = dumps(payload)
+            c.publish(topic, payload, qos=qos, retain=retain)
+            self.counters["published"] += 1
+        box = self.outbox
+        while box is not None and len(self.in_flight) < self.max_batches:
+            batch = box.next_batch(self.batch_events)
+            if batch is None:
+                break
+            payload = dumps({"intersection": self.topics.intersection, "session": self.session,
+                             "first": batch[0], "last": batch[1], "events": batch[2]})
+            info = c.publish(self.topics.events, payload, qos=1)
+            self.in_flight[info.mid] = batch[1]
+            box.sent(batch)
+            self.counters["event_batches"] += 1
+
+    def _take_acks(self):
+        while self.acks:
+            mid = self.acks.popleft()
+            if mid in self.in_flight:
+                self.done.add(mid)
+        # Batches count as delivered in publish order only: a gap stays open.
+        while self.in_flight:
+            mid, last = next(iter(self.in_flight.items()))
+            if mid not in self.done:
+                break
+            self.in_flight.popitem(last=False)
+            self.done.discard(mid)
+            if self.outbox is not None:
+                self.outbox.acked(last)
+
+    def _shutdown(self):
+        c = self.client
+        if self.connected and self._final is not None:
+            try:
+                info = c.publish(self.topics.state, self._final, qos=1, retain=True)
+                deadline = time.monotonic() + self._final_timeout
+                while not info.is_published() and time.monotonic() < deadline:
+                    if c.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
+                        break
+                    self._take_acks()
+            except Exception as e:
+                self.log("warning", "final state not published", error=str(e))
+        try:
+            c.disconnect()
+            c.loop(timeout=0.05)
+        except Exception:
+            pass
+        self.connected = False
+
+    def stats(self):
+        s = dict(self.counters)
+        s["connected"] = self.connected
+        s["session"] = self.session
+        s["broker"] = "%s:%d" % self.broker if self.broker else None
+        s["events_in_flight"] = len(self.in_flight)
+        return s

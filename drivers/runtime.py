@@ -1,0 +1,462 @@
+"""The running agent: a fixed 100 ms loop binding the drivers to the core.
+
+    rt = Runtime(site, prov, link_cfg, sources=[...], outputs=[...], log=RunLog(...))
+    rt.run()          # until rt.stop() (SIGTERM/SIGINT in `edge-agent run`)
+
+Each step: drain what the link received (heartbeats, plan envelopes and
+commands go to the intake thread), take the intake's results, read the
+detector sources, `Agent.step`, write the outputs, queue the events for the
+outbox, and publish state, plan/reported and telemetry when due. Nothing in
+the step waits for the network, the disk or the log: MQTT runs on its own
+thread (drivers.mqtt_link), verification and the store's fsynced writes on
+the intake thread, the event journal on the outbox thread, logs on the log
+thread. The loop measures how late it wakes and reports it in telemetry.
+
+No control decision is made here: link health goes to the core as
+`link_up` and `heartbeat`, accepted plans as `central_plan`; the supervisor
+decides central or local and the controller changes plans at its safe point.
+"""
+
+import gc
+import os
+import sys
+import time
+
+from drivers.intake import ACCEPTED, CURRENT, Intake, PlanResult, REJECTED
+from drivers.mqtt_link import CMD, HEARTBEAT, PLAN
+from drivers.outbox import EventOutbox
+from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, Store
+from drivers.telemetry import DetectorActivity, Lateness, phase_view
+from drivers.topics import dumps, parse_heartbeat
+from edge_agent import __version__
+from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_RUN, MODE_STARTUP_ALL_RED,
+                              MODE_STARTUP_FLASH)
+from edge_agent.envelope import Verifier
+from edge_agent.supervisor import SOURCE_CENTRAL, CentralPlan, LinkPolicy
+
+# Vendor event codes written by the runtime into the event stream (docs/protocols/mqtt.md).
+BOOT_PLAN = 251              # param: 1 stored active plan, 2 last-known-good, 3 site local plan
+BOOT_SOURCES = {FROM_ACTIVE: 1, FROM_LAST_GOOD: 2}
+
+
+class RuntimeConfig:
+    """Loop settings: period, telemetry period, link supervision times."""
+
+    __slots__ = ("step_ms", "telemetry_s", "policy", "messages_per_step", "switch_interval_s",
+                 "events_capacity", "reported_min_s", "fsync")
+
+    def __init__(self, step_ms=100, telemetry_s=1.0, policy=None, messages_per_step=250,
+                 switch_interval_s=0.001, events_capacity=200_000, reported_min_s=0.5,
+                 fsync=True):
+        self.step_ms = step_ms
+        self.telemetry_s = telemetry_s
+        self.policy = policy or LinkPolicy()
+        self.messages_per_step = messages_per_step
+        self.switch_interval_s = switch_interval_s
+        self.events_capacity = events_capacity
+        self.reported_min_s = reported_min_s
+        self.fsync = fsync
+
+
+def monotonic_ms():
+    """The runtime's clock: integer monotonic ms, shared with the drivers' arrival stamps."""
+    return time.monotonic_ns() // 1_000_000
+
+
+def mode_name(agent_mode, source):
+    """The `state` mode: startup, central, local or flash."""
+    if agent_mode in (MODE_STARTUP_FLASH, MODE_STARTUP_ALL_RED):
+        return "startup"
+    if agent_mode == MODE_FLASH:
+        return "flash"
+    return source
+
+
+class Runtime:
+    """One intersection's agent with its drivers, stepped in real time."""
+
+    def __init__(self, site, prov, link_cfg=None, sources=(), outputs=(), config=None, log=None,
+                 ed25519_verify=None, link_factory=None, wall_clock=time.time):
+        from drivers.commands import CommandVerifier
+        self.site = site
+        self.cfg = config or RuntimeConfig()
+        self.log = log or NullLog()
+        self.wall_clock = wall_clock
+        self.sources = list(sources)
+        self.outputs = list(outputs)
+        self.store = Store(prov.store_dir, fsync=self.cfg.fsync)
+        self.verifier = Verifier(site, prov.keys, prov.policy, ed25519_verify)
+        self.counters = {"heartbeats": 0, "heartbeat_bad": 0, "heartbeat_retained": 0,
+                         "plan_messages": 0, "plan_cleared": 0, "cmd_messages": 0,
+                         "other_messages": 0}
+        self.junk = {}                    # (topic kind, reason) -> count
+        self.base_holdover = self.cfg.policy.holdover_ms
+        self.hold_until = None
+        self.last_command = None
+        self.step_no = 0
+        self.now = 0
+        self.out = None
+        self.stopping = False
+        self.late = Lateness()
+        self.activity = DetectorActivity()
+        self.plans = []                   # [(plan, version)] offered to the core, newest last
+        self.boot_offer = None
+        self.last_result = None
+        self.state_key = None
+        self.mode_since = None
+        self.mode_prev = None
+        self.reported_due = True
+        self.reported_at = 0.0
+        self.next_telemetry = 0         # monotonic ms of the next telemetry message
+
+        boot = self.store.load_plan(self.verifier, wall_clock())
+        self.boot = boot
+        for what, reason, message in boot.events:
+            self.log("warning" if what != "plan" else "info", "plan store at start-up",
+                     what=what, reason=reason, detail=message)
+        active_env = None
+        if boot.accepted is not None:
+            a = boot.accepted
+            self.boot_offer = self._central(a)
+            active_env = bytes(a.envelope)
+            self.log("info", "stored central plan loaded", source=boot.source,
+                     version=a.version, plan_id=a.plan.id)
+        self.agent = Agent(site, now=monotonic_ms(), link_policy=self.cfg.policy)
+        self.outbox = EventOutbox(os.path.join(prov.store_dir, "events"),
+                                  capacity=self.cfg.events_capacity, fsync=self.cfg.fsync)
+        self.outbox.put([(0, BOOT_PLAN, BOOT_SOURCES.get(boot.source, 3))],
+                        int(wall_clock() * 1000))
+        commands = CommandVerifier(site.intersection, prov.keys, ed25519_verify,
+                                   max_future_s=prov.policy.max_future_s or 300)
+        self.intake = Intake(self.verifier, self.store, commands, wall_clock,
+                             active_envelope=active_env, log=self.log)
+        self.link = None
+        self.topics = None
+        if link_cfg is not None:
+            from drivers.mqtt_link import MqttLink
+            from drivers.topics import Topics
+            self.topics = Topics(link_cfg.site, site.intersection)
+            make = link_factory or MqttLink
+            self.link = make(link_cfg, self.topics, self.outbox, self.store, log=self.log)
+        self.log.context = self._context
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def stop(self):
+        """Ask the loop to finish its step and shut down (signal handlers call this)."""
+        self.stopping = True
+
+    def run(self, max_steps=None):
+        """The control loop; returns when stopped (or after max_steps)."""
+        old_switch = sys.getswitchinterval()
+        if self.cfg.switch_interval_s:
+            # A thread parsing a flood of junk must not keep the loop waiting for the GIL.
+            sys.setswitchinterval(self.cfg.switch_interval_s)
+        self._start()
+        gc.collect()
+        gc.freeze()           # start-up objects out of the collector's way: shorter pauses
+        step_ns = self.cfg.step_ms * 1_000_000
+        t0 = time.monotonic_ns()
+        t0 = max(t0, (self.agent.last_ms or 0) * 1_000_000 + step_ns)
+        k = 0
+        try:
+            while not self.stopping and (max_steps is None or self.step_no < max_steps):
+                deadline = t0 + k * step_ns
+                now_ns = time.monotonic_ns()
+                if now_ns < deadline:
+                    time.sleep((deadline - now_ns) / 1e9)
+                    now_ns = time.monotonic_ns()
+                late_ms = (now_ns - deadline) / 1e6
+                self.late.add(late_ms, self.cfg.step_ms)
+                self.step(now_ns // 1_000_000)
+                k += 1
+                after = time.monotonic_ns()
+                if after >= t0 + k * step_ns + step_ns:
+                    k = (after - t0) // step_ns + 1     # overran: skip, never step twice at once
+        finally:
+            self._shutdown()
+            gc.unfreeze()
+            sys.setswitchinterval(old_switch)
+
+    def _start(self):
+        self.outbox.start()
+        self.intake.start()
+        for s in self.sources:
+            s.start()
+        for o in self.outputs:
+            o.start()
+        if self.link is not None:
+            self.link.start()
+        self.log("info", "runtime started", intersection=self.site.intersection,
+                 agent=__version__, boot=self.boot.source)
+
+    def _shutdown(self):
+        self.log("info", "runtime stopping")
+        if self.link is not None:
+            self.link.stop(final_state=self._state_payload(online=False))
+        self.intake.stop()
+        for s in self.sources:
+            _quiet(s.stop)
+        for o in self.outputs:
+            _quiet(o.stop)
+        self.outbox.stop()
+        self.log("info", "runtime stopped", steps=self.step_no,
+                 events_backlog=self.outbox.backlog())
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def step(self, now):
+        """One control step at `now` (monotonic ms, the clock every driver stamps with)."""
+        self.now = now
+        wall_ms = int(self.wall_clock() * 1000)
+        inputs = Inputs(wall_ms=wall_ms)
+        link = self.link
+        if link is not None:
+            inputs.link_up = link.connected
+            for what, detail in link.take_link_events():
+                if what == "up":
+                    self.state_key = None          # new session number: state again
+                    self.reported_due = True
+            inputs.heartbeat = self._drain_link(link)
+        else:
+            inputs.link_up = False
+        if self.step_no == 0 and self.boot_offer is not None:
+            inputs.central_plan = self.boot_offer
+        for r in self.intake.results():
+            offer = self._result(r, now)
+            if offer is not None:
+                inputs.central_plan = offer
+        for s in self.sources:
+            s.read(now, inputs)
+        self._hold(now)
+        out = self.agent.step(now, inputs)
+        for o in self.outputs:
+            o.write(now, out)
+        self.out = out
+        self.step_no += 1
+        self.outbox.put(out.events, wall_ms)
+        self.activity.sample(self.agent.detectors)
+        if link is not None:
+            self._publish(now, out)
+        return out
+
+    def _drain_link(self, link):
+        heartbeat = False
+        c = self.counters
+        for kind, payload, retain in link.received(self.cfg.messages_per_step):
+            if kind == HEARTBEAT:
+                if retain:
+                    # A retained heartbeat is an old one: it says nothing about central now.
+                    c["heartbeat_retained"] += 1
+                    self._junk("heartbeat", "retained", payload)
+                    continue
+                why = parse_heartbeat(payload)
+                if why is not None:
+                    c["heartbeat_bad"] += 1
+                    self._junk("heartbeat", why, payload)
+                    continue
+                c["heartbeats"] += 1
+                heartbeat = True
+            elif kind == PLAN:
+                c["plan_messages"] += 1
+                if not payload:
+                    c["plan_cleared"] += 1       # central removed the retained plan: keep ours
+                    continue
+                self.intake.submit(PLAN, payload)
+            elif kind == CMD:
+                c["cmd_messages"] += 1
+                self.intake.submit(CMD, payload)
+            else:
+                c["other_messages"] += 1
+                self._junk("other", "unexpected_topic", payload)
+        return heartbeat
+
+    def _junk(self, topic, reason, payload):
+        key = topic + ":" + reason
+        self.junk[key] = self.junk.get(key, 0) + 1
+        self.log.limited(key, "warning", "bad message ignored", topic=topic, reason=reason,
+                         size=len(payload))
+
+    def _central(self, accepted):
+        exp = accepted.expires_at
+        offer = CentralPlan(accepted.plan, accepted.version,
+                            None if exp is None else int(exp * 1000))
+        self.plans.append((accepted.plan, accepted.version))
+        del self.plans[:-4]
+        return offer
+
+    def _result(self, r, now):
+        """Act on one intake result; returns a CentralPlan to offer the core, or None."""
+
+        if not isinstance(r, PlanResult):
+            self._command(r.outcome, now)
+            return None
+        if r.status == CURRENT:
+            return None
+        self.last_result = r
+        self.reported_due = True
+        if r.status == ACCEPTED:
+            a = r.accepted
+            self.log("info", "plan accepted", version=a.version, plan_id=a.plan.id, kid=a.kid)
+            return self._central(a)
+        self.junk["plan:" + r.reason] = self.junk.get("plan:" + r.reason, 0) + 1
+        self.log.limited("plan-rejected", "warning", "plan rejected", reason=r.reason,
+                         version=r.version, detail=r.message)
+        return None
+
+    def _command(self, res, now):
+        self.last_command = {"ok": res.ok, "id": getattr(res, "id", None),
+                             "at": round(self.wall_clock(), 3)}
+        if not res.ok:
+            self.last_command.update(reason=res.reason, message=res.message)
+            self.junk["cmd:" + res.reason] = self.junk.get("cmd:" + res.reason, 0) + 1
+            self.log.limited("cmd-rejected", "warning", "command rejected", reason=res.reason,
+                             detail=res.message)
+            return
+        self.last_command["command"] = res.name
+        self.log("info", "command accepted", command=res.name, id=res.id, args=res.args)
+        if res.name == "resend_state":
+            self.state_key = None
+            self.reported_due = True
+            self.next_telemetry = now
+        elif res.name == "hold_plan":
+            self.hold_until = now + int(res.args["seconds"] * 1000)
+        elif res.name == "release_hold":
+            self.hold_until = None
+
+    def _hold(self, now):
+        """A central plan hold: keep a central plan through a link loss until it ends."""
+        pol = self.cfg.policy
+        if self.hold_until is None:
+            pol.holdover_ms = self.base_holdover
+            return
+        if now >= self.hold_until:
+            self.hold_until = None
+            pol.holdover_ms = self.base_holdover
+            return
+        sup = self.agent.supervisor
+        lost = sup.lost_at if (not sup.link_up and sup.lost_at is not None) else now
+        pol.holdover_ms = max(self.base_holdover, self.hold_until - lost)
+
+    # -- what goes out ---------------------------------------------------------------------------
+
+    def active_plan(self):
+        """(version or None, plan id, "central" or "local") of the plan the controller runs."""
+        plan = self.agent.controller.plan
+        for p, v in reversed(self.plans):
+            if p is plan:
+                return v, plan.id, SOURCE_CENTRAL
+        return None, plan.id, "local"
+
+    def _context(self):
+        out = self.out
+        mode = mode_name(out.mode, out.source) if out is not None else "startup"
+        return {"step": self.step_no, "mode": mode, "plan": self.active_plan()[0]}
+
+    def _state_payload(self, online=True):
+        out = self.out
+        version, pid, source = self.active_plan()
+        mode = mode_name(out.mode, out.source) if out is not None else "startup"
+        d = {"online": online, "mode": mode, "agent": __version__,
+             "plan": {"version": version, "id": pid, "source": source},
+             "since": self.mode_since, "session": self.link.session if self.link else 0}
+        if not online:
+            d["reason"] = "shutdown"
+        return dumps(d)
+
+    def _reported_payload(self):
+        version, pid, source = self.active_plan()
+        d = {"active": {"version": version, "id": pid, "source": source},
+             "boot": {"source": self.boot.source,
+                      "problems": [{"what": w, "reason": r, "message": m}
+                                   for w, r, m in self.boot.events]},
+             "last": None}
+        pending = self.agent.controller.pending
+        if pending is not None:
+            d["pending"] = {"id": pending.id,
+                            "version": next((v for p, v in self.plans if p is pending), None)}
+        r = self.last_result
+        if r is not None:
+            d["last"] = {"result": r.status, "version": r.version, "at": round(r.at, 3)}
+            if r.status == REJECTED:
+                d["last"]["reason"] = r.reason
+                d["last"]["message"] = r.message
+        return dumps(d)
+
+    def _publish(self, now, out):
+        link, t = self.link, self.topics
+        version, pid, source = self.active_plan()
+        mode = mode_name(out.mode, out.source)
+        key = (mode, version, pid, source)
+        if mode != self.mode_prev:
+            self.mode_since = round(self.wall_clock(), 3)
+            self.log("info", "mode changed", new_mode=mode, previous=self.mode_prev)
+            self.mode_prev = mode
+        if key != self.state_key:
+            self.state_key = key
+            self.reported_due = True
+            link.retain(t.state, self._state_payload())
+        wall = time.monotonic()
+        if self.reported_due and wall - self.reported_at >= self.cfg.reported_min_s:
+            self.reported_due = False
+            self.reported_at = wall
+            link.retain(t.plan_reported, self._reported_payload())
+        if now >= self.next_telemetry:
+            self.next_telemetry = now + int(self.cfg.telemetry_s * 1000)
+            link.publish(t.telemetry, self.telemetry(now, out), qos=0)
+
+    def telemetry(self, now, out):
+        """The telemetry message (a dict; the link thread serialises it)."""
+        site = self.site
+        agent = self.agent
+        chans = [d.channel for d in site.detectors]
+        counts, occ = self.activity.take(chans)
+        version, pid, source = self.active_plan()
+        sup = agent.supervisor
+        return {
+            "ts": round(self.wall_clock(), 3), "step": self.step_no, "ms": now,
+            "mode": mode_name(out.mode, out.source),
+            "plan": {"version": version, "id": pid, "source": source},
+            "fault": out.fault,
+            "link": {"healthy": sup.link_up, "connected": sup.connected,
+                     "heartbeat_age_ms": (now - sup.last_heartbeat
+                                          if sup.last_heartbeat is not None else None),
+                     "hold_left_ms": (self.hold_until - now if self.hold_until else None)},
+            "phases": phase_view(site, out, agent.controller, now),
+            "detectors": {"counts": counts, "occupancy_pct": occ,
+                          "status": agent.detectors.status(now)},
+            "drivers": {getattr(s, "name", "source%d" % i): _stats(s)
+                        for i, s in enumerate(self.sources)},
+            "counters": {"input": dict(self.counters), "junk": dict(self.junk),
+                         "link": self.link.stats() if self.link else None,
+                         "intake": dict(self.intake.counters), "outbox": self.outbox.stats()},
+            "command": self.last_command,
+            "loop": self.late.take(),
+        }
+
+
+class NullLog:
+    """A RunLog that writes nothing (tests, benches)."""
+
+    def __init__(self):
+        self.context = lambda: {}
+
+    def __call__(self, level, msg, **fields):
+        pass
+
+    def limited(self, key, level, msg, **fields):
+        pass
+
+
+def _stats(s):
+    try:
+        return s.stats()
+    except Exception as e:       # a driver's stats must never stop telemetry
+        return {"error": repr(e)}
+
+
+def _quiet(fn):
+    try:
+        fn()
+    except Exception:
+        pass

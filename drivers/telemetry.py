@@ -1,0 +1,121 @@
+"""What the runtime measures between two telemetry messages: loop lateness, detector activity.
+
+    late = Lateness()
+    late.add(ms)                 # each step: how late the loop woke
+    late.summary()               # {"p50": .., "p99": .., "max": .., "n": ..}
+    act = DetectorActivity()
+    act.sample(agent.detectors)  # each step: presence and on-edges per channel
+    act.take(step_ms)            # counts and occupancy over the interval, then reset
+"""
+
+from edge_agent.controller import I_GREEN, I_RED, I_RED_CLEAR, I_YELLOW
+from edge_agent.indications import PED_LETTERS, VEHICLE_LETTERS
+
+INTERVAL_NAMES = {I_RED: "red", I_GREEN: "green", I_YELLOW: "yellow", I_RED_CLEAR: "red_clear"}
+
+
+def percentile(sorted_values, q):
+    """The q-quantile (0..1) of sorted values, nearest rank; None when empty."""
+    if not sorted_values:
+        return None
+    k = min(len(sorted_values) - 1, max(0, int(round(q * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+class Lateness:
+    """Loop wake-up lateness samples (ms, float) of one interval and of the whole run."""
+
+    def __init__(self, keep_all=False):
+        self.interval = []
+        self.all = [] if keep_all else None
+        self.max_ever = 0.0
+        self.steps = 0
+        self.overruns = 0            # steps that woke a whole period or more late
+
+    def add(self, ms, period_ms=100):
+        self.interval.append(ms)
+        if self.all is not None:
+            self.all.append(ms)
+        self.steps += 1
+        if ms > self.max_ever:
+            self.max_ever = ms
+        if ms >= period_ms:
+            self.overruns += 1
+
+    def take(self):
+        """Summary of the interval since the last take, then start a new one."""
+        s = summary(self.interval)
+        self.interval = []
+        s["max_ever"] = round(self.max_ever, 3)
+        s["steps"] = self.steps
+        s["overruns"] = self.overruns
+        return s
+
+
+def summary(values):
+    v = sorted(values)
+    if not v:
+        return {"n": 0, "p50": None, "p99": None, "max": None}
+    return {"n": len(v), "p50": round(percentile(v, 0.5), 3), "p99": round(percentile(v, 0.99), 3),
+            "max": round(v[-1], 3)}
+
+
+class DetectorActivity:
+    """Per vehicle-detector channel: on-edges and occupied steps over one interval."""
+
+    def __init__(self):
+        self.counts = {}
+        self.occupied = {}
+        self.was = {}
+        self.steps = 0
+
+    def sample(self, detectors):
+        # Reads the core's detector state (presence, pulses this step) without changing it.
+        self.steps += 1
+        counts, occ, was = self.counts, self.occupied, self.was
+        for s in detectors.states:
+            ch = s.det.channel
+            raw = s.raw
+            n = s.pulse
+            if raw and not was.get(ch, False) and n == 0:
+                n = 1
+            was[ch] = raw
+            if n:
+                counts[ch] = counts.get(ch, 0) + n
+            if raw:
+                occ[ch] = occ.get(ch, 0) + 1
+
+    def take(self, channels):
+        """{channel: count}, {channel: occupancy percent} for the interval; then reset."""
+        steps = max(self.steps, 1)
+        counts = {str(c): self.counts.get(c, 0) for c in channels}
+        occ = {str(c): round(100.0 * self.occupied.get(c, 0) / steps, 1) for c in channels}
+        self.counts, self.occupied, self.steps = {}, {}, 0
+        return counts, occ
+
+
+def phase_view(site, out, controller, now):
+    """Indications, interval timers and calls of each phase, for telemetry and status views."""
+    phases = {}
+    for p in site.phases:
+        v = out.vehicle[p]
+        entry = {"veh": VEHICLE_LETTERS[v] if 0 <= v < len(VEHICLE_LETTERS) else "?"}
+        if site.has_ped[p]:
+            w = out.ped[p]
+            entry["ped"] = PED_LETTERS[w] if 0 <= w < len(PED_LETTERS) else "?"
+        iv = controller.interval[p]
+        if iv != I_RED:
+            entry["interval"] = INTERVAL_NAMES.get(iv, str(iv))
+            entry["elapsed_ms"] = now - controller.since[p]
+            if iv == I_GREEN:
+                entry["min_left_ms"] = max(0, controller.min_end[p] - now)
+                entry["gap_left_ms"] = max(0, controller.gap_end[p] - now)
+                if controller.max_end[p] >= 0:
+                    entry["max_left_ms"] = max(0, controller.max_end[p] - now)
+        bit = 1 << p
+        if controller.calls & bit:
+            entry["call"] = True
+        if controller.ped_call & bit:
+            entry["ped_call"] = True
+        phases[str(p)] = entry
+    return phases

@@ -1,0 +1,166 @@
+"""`edge-agent run`: the agent in real time with its drivers, MQTT link and outputs.
+
+    edge-agent run --config site.json --provision provision.json \\
+        --detectors sim:suburban --console --log-json
+
+`--config` is a site file (edge_agent.intersection), or an object
+{"site": {...}, "link": {...}, "runtime": {...}, "detectors": [...]} that adds
+link supervision times, loop settings and detector drivers. The provisioning
+file gives the keys, the store directory, and the "mqtt" section (brokers,
+site, credentials, TLS); see docs/protocols/mqtt.md. SIGTERM or SIGINT ends
+the run cleanly: the step finishes, state goes offline, events are flushed.
+"""
+
+import json
+import os
+import signal
+import sys
+
+from drivers.keys import KeyFileError, ed25519_verify, load_provisioning
+from drivers.runlog import RunLog
+from drivers.runtime import Runtime, RuntimeConfig
+from edge_agent.intersection import parse_site
+from edge_agent.supervisor import LinkPolicy
+from edge_agent.validate import ConfigError
+
+
+class SetupError(Exception):
+    """A configuration problem, printed as one message (exit status 2)."""
+
+
+def register(sub):
+    p = sub.add_parser("run", help="run the agent in real time (drivers, MQTT link, outputs)")
+    p.add_argument("--config", required=True, help="site JSON file (or {site, link, runtime, detectors})")
+    p.add_argument("--provision", required=True, help="provisioning file (keys, store_dir, mqtt)")
+    p.add_argument("--detectors", action="append", default=[], metavar="SPEC",
+                   help="detector source: sim:<scenario>[:seed]; repeatable; adds to the config's")
+    p.add_argument("--no-mqtt", action="store_true", help="run without the central link (local only)")
+    p.add_argument("--console", action="store_true", help="show the signal heads on the terminal")
+    p.add_argument("--log-json", action="store_true", help="structured logs as JSON lines")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--seconds", type=float, help="stop after this many seconds")
+    p.set_defaults(func=cmd_run)
+
+
+def load_config(path):
+    """(site dict, options dict) from a site file or a wrapper object."""
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read().decode("utf-8"))
+    except OSError as e:
+        raise SetupError("config %s: cannot read (%s)" % (path, e.strerror or e))
+    except ValueError as e:
+        raise SetupError("config %s: not valid JSON (%s)" % (path, e))
+    if isinstance(doc, dict) and "site" in doc:
+        unknown = sorted(set(doc) - {"site", "link", "runtime", "detectors"})
+        if unknown:
+            raise SetupError("config %s: unknown key %r" % (path, unknown[0]))
+        return doc["site"], doc
+    return doc, {}
+
+
+def link_policy(d):
+    """LinkPolicy from {"loss_s", "stable_s", "holdover_s"} (seconds)."""
+    d = d or {}
+    try:
+        return LinkPolicy(loss_ms=int(float(d.get("loss_s", 3)) * 1000),
+                          holdover_ms=int(float(d.get("holdover_s", 0)) * 1000),
+                          stable_ms=int(float(d.get("stable_s", 10)) * 1000))
+    except (TypeError, ValueError):
+        raise SetupError("link: loss_s, stable_s and holdover_s must be numbers of seconds")
+
+
+def make_sources(specs, site_dict):
+    """Detector sources from "sim:<scenario>[:seed]" strings and config objects."""
+    sources = []
+    for spec in specs:
+        if isinstance(spec, str):
+            kind, _, rest = spec.partition(":")
+            if kind != "sim" or not rest:
+                raise SetupError("--detectors %r: expected sim:<scenario>[:seed]" % spec)
+            name, _, seed = rest.partition(":")
+            spec = {"type": "sim", "scenario": name}
+            if seed:
+                spec["seed"] = int(seed)
+        kind = spec.get("type")
+        if kind == "sim":
+            from hil.sim_source import SimSource
+            src = SimSource(spec["scenario"], spec.get("seed"))
+            if src.site.get("intersection") != site_dict.get("intersection"):
+                raise SetupError("scenario %r simulates intersection %r, the config is %r"
+                                 % (spec["scenario"], src.site.get("intersection"),
+                                    site_dict.get("intersection")))
+            sources.append(src)
+        elif kind == "serial":
+            from drivers.sources import SerialSource
+            sources.append(SerialSource(spec))
+        elif kind == "ntcip":
+            from drivers.sources import NtcipSource
+            sources.append(NtcipSource(spec))
+        else:
+            raise SetupError("detectors: unknown source type %r (sim, serial, ntcip)" % (kind,))
+    return sources
+
+
+def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log=None,
+                  config_overrides=None):
+    """The Runtime for a config file and a provisioning file (also used by tests and benches)."""
+    site_dict, opts = load_config(config)
+    if config_overrides:
+        opts = dict(opts, **config_overrides)
+    try:
+        site = parse_site(site_dict)
+    except ConfigError as e:
+        raise SetupError("site %s is invalid:\n  %s" % (config, "\n  ".join(e.errors)))
+    try:
+        prov = load_provisioning(provision)
+    except KeyFileError as e:
+        raise SetupError(str(e))
+    rt_opts = opts.get("runtime") or {}
+    cfg = RuntimeConfig(step_ms=int(rt_opts.get("step_ms", 100)),
+                        telemetry_s=float(rt_opts.get("telemetry_s", 1.0)),
+                        policy=link_policy(opts.get("link")),
+                        events_capacity=int(rt_opts.get("events_capacity", 200_000)))
+    link_cfg = None
+    if mqtt:
+        from drivers.mqtt_link import parse_link_config
+        section = prov.raw.get("mqtt")
+        if section is None:
+            raise SetupError("provisioning %s: no \"mqtt\" section (or run with --no-mqtt)"
+                             % provision)
+        try:
+            link_cfg = parse_link_config(section, os.path.dirname(os.path.abspath(provision)))
+        except ValueError as e:
+            raise SetupError("provisioning %s:\n  %s" % (provision, e))
+    sources = make_sources(list(opts.get("detectors") or []) + list(detectors), site_dict)
+    outputs = [s for s in sources if hasattr(s, "write")]
+    if console:
+        from tools.console_view import ConsoleView
+        outputs.append(ConsoleView(site))
+    return Runtime(site, prov, link_cfg, sources, outputs, cfg, log=log,
+                   ed25519_verify=ed25519_verify)
+
+
+def cmd_run(args):
+    log = RunLog(sys.stderr, json_lines=args.log_json, level=args.log_level)
+    try:
+        rt = build_runtime(args.config, args.provision, args.detectors, not args.no_mqtt,
+                           args.console, log)
+    except SetupError as e:
+        log.close()
+        print("edge-agent run: %s" % e, file=sys.stderr)
+        return 2
+
+    def stop(signum, frame):
+        rt.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if args.seconds is not None:
+        signal.signal(signal.SIGALRM, stop)
+        signal.setitimer(signal.ITIMER_REAL, args.seconds)
+    try:
+        rt.run()
+    finally:
+        log.close()
+    return 0
