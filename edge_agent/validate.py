@@ -12,6 +12,11 @@ class ConfigError(ValueError):
         super().__init__("; ".join(errors))
         self.errors = list(errors)
 
+    def __reduce__(self):
+        # Rebuild from the list, so an error crossing a process boundary
+        # (multiprocessing pickles it) keeps its messages whole.
+        return (ConfigError, (self.errors,))
+
 
 class Checker:
     """Collects `path: message` strings while a parser walks a plain dict."""
