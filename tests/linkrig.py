@@ -62,6 +62,8 @@ class Recorder:
         self.violations = []
         self.modes = []                  # (monotonic s, mode name)
         self.plan_ids = []               # (monotonic s, plan id)
+        self.events = []                 # every core event, in the order the agent logged them
+        self.event_times = []            # monotonic s of the step that logged each event
         self.steps = 0
 
     def start(self):
@@ -81,6 +83,9 @@ class Recorder:
             self.violations.append("unknown plan %s" % e)
         mode = mode_name(out.mode, out.source)
         t = time.monotonic()
+        for e in out.events:
+            self.events.append(e)
+            self.event_times.append(t)
         if not self.modes or self.modes[-1][1] != mode:
             self.modes.append((t, mode))
         if not self.plan_ids or self.plan_ids[-1][1] != out.plan_id:
