@@ -54,6 +54,10 @@ class Broker:
                  "max_inflight_messages 100",
                  "log_dest file %s" % self.log,
                  "log_type error", "log_type warning", "log_type notice"]
+        if os.geteuid() == 0:
+            # Run as root, Mosquitto would switch to its own user, which cannot
+            # read a test's private directory: stay the user that started it.
+            lines.append("user root")
         if persistence:
             lines += ["persistence true",
                       "persistence_location %s/" % self.dir,
