@@ -1,4 +1,4 @@
-"""`edge-agent plan sign|verify|show|keygen`: signed plan envelopes from the command line.
+"""`edge-agent plan sign|verify|show|keygen|publish`: signed plan envelopes from the command line.
 
     edge-agent plan keygen --kid central-2026a --scheme ed25519
     edge-agent plan sign --plan plan.json --key central-2026a.json \\
@@ -6,6 +6,8 @@
     edge-agent plan verify --envelope envelope.json --site site.json \\
         --keys central-2026a.pub.json --active-version 6
     edge-agent plan show --envelope envelope.json
+    edge-agent plan publish --envelope envelope.json --intersection demo-0001 \\
+        --site-id springfield --broker 127.0.0.1:1883 --wait 30     (tools/plan_publish.py)
 """
 
 import json
@@ -63,6 +65,9 @@ def register(sub):
     k.add_argument("--out", help="key file to write (default: <kid>.json)")
     k.add_argument("--force", action="store_true", help="overwrite existing files")
     k.set_defaults(func=_guard(cmd_keygen))
+
+    from tools.plan_publish import add_parser as add_publish
+    add_publish(psub, _guard)
 
 
 def _guard(fn):

@@ -1,0 +1,107 @@
+"""`edge-agent events tail`: the controller events agents send, one line each, gaps shown.
+
+    edge-agent events tail --site-id springfield --intersection demo-0001
+    edge-agent events tail --site-id springfield --json --count 1000 > events.jsonl
+
+Events arrive in batches with per-agent sequence numbers (docs/protocols/mqtt.md).
+A batch sent again after a reconnect repeats sequence numbers: the tail drops
+them, and reports a jump in the numbers as a gap.
+"""
+
+import json
+import sys
+import threading
+import time
+
+from drivers.outbox import EVENTS_LOST
+from drivers.runtime import BOOT_PLAN
+from edge_agent import events as ev
+from tools.mqtt_args import add_broker_arguments, connect, decode, split_topic
+
+NAMES = dict(ev.NAMES)
+NAMES[EVENTS_LOST] = "events lost (outbox full)"
+NAMES[BOOT_PLAN] = "boot plan source"
+
+
+def register(sub):
+    p = sub.add_parser("events", help="follow controller events from agents")
+    esub = p.add_subparsers(dest="events_command", metavar="ACTION")
+    esub.required = True
+    t = esub.add_parser("tail", help="print events as they arrive (de-duplicated by sequence)")
+    t.add_argument("--intersection", default="+", help="one intersection (default: all of the site)")
+    t.add_argument("--json", action="store_true", help="one JSON object per line")
+    t.add_argument("--count", type=int, help="exit after this many events")
+    t.add_argument("--seconds", type=float, help="exit after this many seconds")
+    add_broker_arguments(t)
+    t.set_defaults(func=cmd_tail)
+
+
+class Tail:
+    """De-duplicates by (intersection, sequence) and notices gaps."""
+
+    def __init__(self, out, as_json=False):
+        self.out = out
+        self.as_json = as_json
+        self.last = {}
+        self.count = 0
+        self.duplicates = 0
+        self.gaps = 0
+
+    def batch(self, intersection, data):
+        if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+            return
+        last = self.last.get(intersection)
+        for rec in data["events"]:
+            if not isinstance(rec, list) or len(rec) < 5:
+                continue
+            seq = rec[0]
+            if last is not None and seq <= last:
+                self.duplicates += 1
+                continue
+            if last is not None and seq > last + 1:
+                self.gaps += 1
+                self._line(intersection, {"gap": [last + 1, seq - 1]})
+            last = seq
+            self.count += 1
+            self._line(intersection, rec)
+        self.last[intersection] = last
+
+    def _line(self, inter, rec):
+        if isinstance(rec, dict):
+            text = (json.dumps({"intersection": inter, **rec}) if self.as_json
+                    else "%s  -- gap: sequence %d..%d not received" % (inter, *rec["gap"]))
+        elif self.as_json:
+            text = json.dumps({"intersection": inter, "seq": rec[0], "unix_ms": rec[1],
+                               "mono_ms": rec[2], "code": rec[3], "param": rec[4]})
+        else:
+            t = rec[1]
+            when = (time.strftime("%H:%M:%S", time.localtime(t / 1000)) + ".%03d" % (t % 1000)
+                    if isinstance(t, int) else "?")
+            text = "%s  %8d  %s  %3d %-26s %s" % (inter, rec[0], when, rec[3],
+                                                  NAMES.get(rec[3], "event %d" % rec[3]), rec[4])
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+def cmd_tail(args):
+    tail = Tail(sys.stdout, args.json)
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def on_message(client, userdata, msg):
+        inter, _ = split_topic(msg.topic)
+        with lock:
+            tail.batch(inter, decode(msg.payload))
+            if args.count is not None and tail.count >= args.count:
+                done.set()
+
+    topic = "tsc/v1/%s/%s/events" % (args.site_id, args.intersection)
+    c = connect(args, "events-tail", on_message, [(topic, 1)])
+    try:
+        done.wait(args.seconds)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    print("%d events, %d duplicates dropped, %d gaps" % (tail.count, tail.duplicates, tail.gaps),
+          file=sys.stderr)
+    return 0
