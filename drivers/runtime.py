@@ -43,11 +43,12 @@ class RuntimeConfig:
     """Loop settings: period, telemetry period, link supervision times."""
 
     __slots__ = ("step_ms", "telemetry_s", "policy", "messages_per_step", "switch_interval_s",
-                 "events_capacity", "reported_min_s", "fsync")
+                 "events_capacity", "reported_min_s", "fsync", "lateness_file")
 
     def __init__(self, step_ms=100, telemetry_s=1.0, policy=None, messages_per_step=250,
                  switch_interval_s=0.001, events_capacity=200_000, reported_min_s=0.5,
-                 fsync=True):
+                 fsync=True, lateness_file=None):
+        self.lateness_file = lateness_file      # every step's (unix s, lateness ms), at exit
         self.step_ms = step_ms
         self.telemetry_s = telemetry_s
         self.policy = policy or LinkPolicy()
@@ -98,6 +99,7 @@ class Runtime:
         self.out = None
         self.stopping = False
         self.late = Lateness()
+        self.late_log = [] if self.cfg.lateness_file else None
         self.activity = DetectorActivity()
         self.plans = []                   # [(plan, version)] offered to the core, newest last
         self.boot_offer = None
@@ -168,6 +170,8 @@ class Runtime:
                     now_ns = time.monotonic_ns()
                 late_ms = (now_ns - deadline) / 1e6
                 self.late.add(late_ms, self.cfg.step_ms)
+                if self.late_log is not None:
+                    self.late_log.append((round(time.time(), 3), round(late_ms, 3)))
                 self.step(now_ns // 1_000_000)
                 k += 1
                 after = time.monotonic_ns()
@@ -200,6 +204,12 @@ class Runtime:
         for o in self.outputs:
             _quiet(o.stop)
         self.outbox.stop()
+        if self.late_log is not None:
+            try:
+                with open(self.cfg.lateness_file, "w") as f:
+                    f.write(dumps(self.late_log).decode())
+            except OSError as e:
+                self.log("warning", "lateness file not written", error=str(e))
         self.log("info", "runtime stopped", steps=self.step_no,
                  events_backlog=self.outbox.backlog())
 

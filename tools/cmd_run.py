@@ -120,7 +120,8 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
     cfg = RuntimeConfig(step_ms=int(rt_opts.get("step_ms", 100)),
                         telemetry_s=float(rt_opts.get("telemetry_s", 1.0)),
                         policy=link_policy(opts.get("link")),
-                        events_capacity=int(rt_opts.get("events_capacity", 200_000)))
+                        events_capacity=int(rt_opts.get("events_capacity", 200_000)),
+                        lateness_file=rt_opts.get("lateness_file"))
     link_cfg = None
     if mqtt:
         from drivers.mqtt_link import parse_link_config
