@@ -13,24 +13,26 @@ def fmt_s(ms):
 def timeline_lines(log, site, until_ms=None):
     """One line per green served: when, which ring, how long and why it ended."""
     began = {}
-    lines = []
-    for ms, code, p in log:
+    rows = []          # (start ms, order in the log, text): sorted by start time
+    for i, (ms, code, p) in enumerate(log):
         if until_ms is not None and ms > until_ms:
             break
         if code == ev.PHASE_BEGIN_GREEN:
-            began[p] = ms
+            began[p] = (ms, i)
         elif code in REASONS and p in began:
-            g = ms - began.pop(p)
+            start, order = began.pop(p)
             name = site.phase_names[p] or ""
-            lines.append("%s  ring %d  phase %-2d %-12s green %5.1f s  ended by %s"
-                         % (fmt_s(ms - g), site.ring_of[p] + 1, p, name, g / 1000, REASONS[code]))
+            rows.append((start, order, "%s  ring %d  phase %-2d %-12s green %5.1f s  ended by %s"
+                         % (fmt_s(start), site.ring_of[p] + 1, p, name, (ms - start) / 1000,
+                            REASONS[code])))
         elif code == ev.BARRIER_TERMINATION:
-            lines.append("%s  ---- barrier %d crossed ----" % (fmt_s(ms), p))
+            rows.append((ms, i, "%s  ---- barrier %d crossed ----" % (fmt_s(ms), p)))
         elif code == ev.PED_BEGIN_WALK:
-            lines.append("%s           phase %-2d walk" % (fmt_s(ms), p))
+            rows.append((ms, i, "%s           phase %-2d walk" % (fmt_s(ms), p)))
         elif code == ev.MONITOR_FAULT:
-            lines.append("%s  !!!! monitor fault %d: flash" % (fmt_s(ms), p))
-    return lines
+            rows.append((ms, i, "%s  !!!! monitor fault %d: flash" % (fmt_s(ms), p)))
+    rows.sort()
+    return [text for _, _, text in rows]
 
 
 def termination_summary(log, site):
