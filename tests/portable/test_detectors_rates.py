@@ -6,7 +6,8 @@ reference), and through a source that samples every P ms (plus up to J ms of
 send jitter), stamps its own clock (offset by 7,654,321 ms) and lists the
 on/off edges of the last two periods, its reports arriving 5..45 ms late.
 Every gap-out of phase 2 must happen in all runs, each within one report
-period (as received: P + J) of the reference.
+period P of the reference (a source's jitter J makes that a period as sent;
+these seeds measure exactly one period at every rate).
 """
 
 try:
@@ -127,20 +128,20 @@ def check_rate(period, jitter, seed):
             d = -d
         if d > worst:
             worst = d
-    assert worst <= period + jitter, (period, worst, ref, got)
+    assert worst <= period, (period, worst, ref, got)
     return worst
 
 
 def test_1_hz_source_with_200_ms_jitter_gaps_out_within_one_report_period():
-    check_rate(1_000, 200, 11)
+    assert check_rate(1_000, 200, 11) == 1_000
 
 
 def test_5_hz_source_with_40_ms_jitter_gaps_out_within_one_report_period():
-    check_rate(200, 40, 12)
+    assert check_rate(200, 40, 12) == 200
 
 
 def test_10_hz_source_with_20_ms_jitter_gaps_out_within_one_report_period():
-    check_rate(100, 20, 13)
+    assert check_rate(100, 20, 13) == 100
 
 
 def test_no_short_actuation_is_lost_at_1_hz():
