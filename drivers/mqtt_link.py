@@ -137,6 +137,7 @@ class MqttLink:
         self.outbound = collections.deque(maxlen=256)
         self.retained = {}                    # topic -> latest payload, re-sent on connect
         self.retained_dirty = set()
+        self.retained_lock = threading.Lock()     # held for a few dict operations only
         self.acks = collections.deque()       # mids acknowledged (on_publish)
         self.link_events = collections.deque()    # ("up", session) / ("down", reason)
         self.in_flight = collections.OrderedDict()   # mid -> last event seq in the batch
@@ -239,8 +240,9 @@ class MqttLink:
 
     def retain(self, topic, payload):
         """Set the latest retained payload of a topic: sent now and after every reconnect."""
-        self.retained[topic] = payload
-        self.retained_dirty.add(topic)
+        with self.retained_lock:
+            self.retained[topic] = payload
+            self.retained_dirty.add(topic)
 
     def take_link_events(self):
         out = []
@@ -270,11 +272,20 @@ class MqttLink:
         while not self.stopping.is_set():
             if self.stopping.wait(delay):
                 break
-            if not self._connect():
-                delay = self._backoff()
-                continue
-            self._attempt = 0
-            self._serve()
+            try:
+                if not self._connect():
+                    delay = self._backoff()
+                    continue
+                self._attempt = 0
+                self._serve()
+            except Exception as e:        # the link thread must outlive any bug or library error
+                self.connected = False
+                self.counters["link_errors"] += 1
+                self.log("error", "link error", error=repr(e))
+                try:
+                    self.client.disconnect()
+                except Exception:
+                    pass
             delay = self._backoff() if not self.stopping.is_set() else 0
         self._shutdown()
 
@@ -312,7 +323,8 @@ class MqttLink:
             self.counters["connections"] += 1
             self.link_events.append(("up", session))
             self.log("info", "broker connected", broker="%s:%d" % (host, port), session=session)
-            self.retained_dirty = set(self.retained)
+            with self.retained_lock:
+                self.retained_dirty = set(self.retained)
             return True
         if self._connack is None:
             self.counters["connect_timeouts"] += 1
@@ -343,9 +355,11 @@ class MqttLink:
 
     def _send(self):
         c = self.client
-        for topic in list(self.retained_dirty):
-            self.retained_dirty.discard(topic)
-            c.publish(topic, self.retained[topic], qos=1, retain=True)
+        with self.retained_lock:
+            due = [(t, self.retained[t]) for t in self.retained_dirty]
+            self.retained_dirty.clear()
+        for topic, payload in due:
+            c.publish(topic, payload, qos=1, retain=True)
         q = self.outbound
         while q:
             topic, payload, qos, retain = q.popleft()

@@ -216,39 +216,58 @@ class Runtime:
     # -- one step ---------------------------------------------------------------------------
 
     def step(self, now):
-        """One control step at `now` (monotonic ms, the clock every driver stamps with)."""
+        """One control step at `now` (monotonic ms, the clock every driver stamps with).
+
+        Only `Agent.step` is unguarded (the core turns its own failures into
+        flash); a driver, the link or telemetry that raises is counted and
+        logged, and the step goes on without it.
+        """
         self.now = now
         wall_ms = int(self.wall_clock() * 1000)
         inputs = Inputs(wall_ms=wall_ms)
         link = self.link
+        inputs.link_up = False
         if link is not None:
             inputs.link_up = link.connected
-            for what, detail in link.take_link_events():
-                if what == "up":
-                    self.state_key = None          # new session number: state again
-                    self.reported_due = True
-            inputs.heartbeat = self._drain_link(link)
-        else:
-            inputs.link_up = False
+            self._guard("link", self._take_link, link, inputs)
         if self.step_no == 0 and self.boot_offer is not None:
             inputs.central_plan = self.boot_offer
-        for r in self.intake.results():
-            offer = self._result(r, now)
-            if offer is not None:
-                inputs.central_plan = offer
+        self._guard("intake", self._take_results, now, inputs)
         for s in self.sources:
-            s.read(now, inputs)
+            self._guard("source", s.read, now, inputs)
         self._hold(now)
         out = self.agent.step(now, inputs)
         for o in self.outputs:
-            o.write(now, out)
+            self._guard("output", o.write, now, out)
         self.out = out
         self.step_no += 1
         self.outbox.put(out.events, wall_ms)
         self.activity.sample(self.agent.detectors)
         if link is not None:
-            self._publish(now, out)
+            self._guard("publish", self._publish, now, out)
         return out
+
+    def _guard(self, what, fn, *args):
+        try:
+            fn(*args)
+        except Exception as e:
+            key = what + "_errors"
+            self.counters[key] = self.counters.get(key, 0) + 1
+            self.log.limited(key, "error", "%s error in the control step" % what,
+                             error=repr(e), where=getattr(fn, "__qualname__", what))
+
+    def _take_link(self, link, inputs):
+        for what, detail in link.take_link_events():
+            if what == "up":
+                self.state_key = None          # new session number: state again
+                self.reported_due = True
+        inputs.heartbeat = self._drain_link(link)
+
+    def _take_results(self, now, inputs):
+        for r in self.intake.results():
+            offer = self._result(r, now)
+            if offer is not None:
+                inputs.central_plan = offer
 
     def _drain_link(self, link):
         heartbeat = False

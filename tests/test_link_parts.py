@@ -1,5 +1,7 @@
 """The link's parts without a broker: event outbox, reconnect back-off, command checks, topics."""
 
+import json
+
 import pytest
 
 from drivers.commands import CommandVerifier, command_body, sign_command
@@ -150,3 +152,40 @@ def test_heartbeat_payloads(payload, why):
 def test_flood_payloads_never_pass_as_heartbeats():
     from hil.flood import JUNK, flood_payloads
     assert all(parse_heartbeat(p) is not None for p in flood_payloads(1) + list(JUNK.values()))
+
+
+class FlakySource:
+    name = "flaky"
+
+    def __init__(self):
+        self.reads = 0
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def read(self, now, inputs):
+        self.reads += 1
+        if self.reads % 5 == 0:
+            raise OSError("device went away")
+
+    def stats(self):
+        return {"reads": self.reads}
+
+
+def test_a_raising_driver_is_counted_and_the_loop_goes_on(tmp_path):
+    from drivers.keys import load_provisioning
+    from drivers.runtime import Runtime
+    from edge_agent.intersection import parse_site
+    from tests.linkrig import KID, SECRET as HEX, quick_site
+    with open(tmp_path / "provision.json", "w") as f:
+        json.dump({"store_dir": "store", "keys": [{"kid": KID, "scheme": "hmac", "secret": HEX}]}, f)
+    src = FlakySource()
+    rt = Runtime(parse_site(quick_site()), load_provisioning(str(tmp_path / "provision.json")),
+                 sources=[src])
+    rt.run(max_steps=12)
+    assert rt.step_no == 12 and src.reads == 12
+    assert rt.counters["source_errors"] == 2
+    assert rt.outbox.stats()["next_seq"] > 1          # the step's events still went out
