@@ -7,6 +7,7 @@ line is written by its own thread so a slow terminal never holds the loop.
 import sys
 import threading
 
+from drivers.runtime import mode_name
 from edge_agent.indications import PED_LETTERS, VEHICLE_LETTERS
 
 
@@ -42,8 +43,9 @@ class ConsoleView:
         heads = " ".join("%d:%s%s" % (p, VEHICLE_LETTERS[out.vehicle[p]],
                                       PED_LETTERS[out.ped[p]] if self.site.has_ped[p] else "")
                          for p in self.site.phases)
-        self.line = "%-8s %-8s plan %-10s %s" % (self.site.intersection[:8], out.source,
-                                                 out.plan_id, heads)
+        mode = mode_name(out.mode, out.source)
+        self.line = "%-12s %-8s plan %-10s %s" % (self.site.intersection[:12], mode, out.plan_id,
+                                                  heads)
         self.wake.set()
 
     def _run(self):
