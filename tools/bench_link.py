@@ -14,6 +14,7 @@ state) against the wall clock of the fault, so no broker delay enters.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,6 +115,7 @@ def run(args):
         print("agent pid %d, broker 127.0.0.1:%d (pid %d), loss %.1f s, stable %.1f s"
               % (b.agent.pid, b.broker.port, b.broker.pid, args.loss_s, args.stable_s))
         if not b.wait_state(lambda s: s.get("mode") == "local", 30):
+            args.keep = True
             print("the agent did not come up: see %s/agent.log" % d)
             return 1
         # Plan publish -> accepted (plan/reported) and -> requested from the controller.
@@ -208,5 +210,8 @@ def run(args):
           % (fig.get("flood_sent"), fig.get("junk_counted"), fig.get("mode_after_flood")))
     print("agent resident memory      %s now, %s peak (target <= %.0f MB)"
           % (s(rss, "MB", 1), s(hwm, "MB", 1), TARGETS["rss_mb"]))
-    print("working directory %s" % d)
+    if args.keep:
+        print("working directory %s (agent.log, lateness.json, broker/)" % d)
+    else:
+        shutil.rmtree(d, ignore_errors=True)
     return 0
