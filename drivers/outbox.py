@@ -25,8 +25,8 @@ import threading
 import time
 
 from drivers.store import Store, StoreError
+from edge_agent.events import EVENTS_LOST
 
-EVENTS_LOST = 250            # vendor event code: events dropped from a full outbox (param: count)
 SEGMENT = 5000
 ACKED = "acked.json"
 

@@ -32,10 +32,10 @@ from edge_agent import __version__
 from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_RUN, MODE_STARTUP_ALL_RED,
                               MODE_STARTUP_FLASH)
 from edge_agent.envelope import Verifier
+from edge_agent.events import BOOT_PLAN
 from edge_agent.supervisor import SOURCE_CENTRAL, CentralPlan, LinkPolicy
 
 # Vendor event codes written by the runtime into the event stream (docs/protocols/mqtt.md).
-BOOT_PLAN = 251              # param: 1 stored active plan, 2 last-known-good, 3 site local plan
 BOOT_SOURCES = {FROM_ACTIVE: 1, FROM_LAST_GOOD: 2}
 
 
@@ -91,7 +91,6 @@ class Runtime:
                          "plan_messages": 0, "plan_cleared": 0, "cmd_messages": 0,
                          "other_messages": 0}
         self.junk = {}                    # (topic kind, reason) -> count
-        self.base_holdover = self.cfg.policy.holdover_ms
         self.hold_until = None
         self.last_command = None
         self.step_no = 0
@@ -235,7 +234,9 @@ class Runtime:
         self._guard("intake", self._take_results, now, inputs)
         for s in self.sources:
             self._guard("source", s.read, now, inputs)
-        self._hold(now)
+        if self.hold_until is not None and now >= self.hold_until:
+            self.hold_until = None
+        inputs.hold_central_ms = self.hold_until
         out = self.agent.step(now, inputs)
         for o in self.outputs:
             self._guard("output", o.write, now, out)
@@ -352,20 +353,6 @@ class Runtime:
             self.hold_until = now + int(res.args["seconds"] * 1000)
         elif res.name == "release_hold":
             self.hold_until = None
-
-    def _hold(self, now):
-        """A central plan hold: keep a central plan through a link loss until it ends."""
-        pol = self.cfg.policy
-        if self.hold_until is None:
-            pol.holdover_ms = self.base_holdover
-            return
-        if now >= self.hold_until:
-            self.hold_until = None
-            pol.holdover_ms = self.base_holdover
-            return
-        sup = self.agent.supervisor
-        lost = sup.lost_at if (not sup.link_up and sup.lost_at is not None) else now
-        pol.holdover_ms = max(self.base_holdover, self.hold_until - lost)
 
     # -- what goes out ---------------------------------------------------------------------------
 

@@ -42,11 +42,12 @@ class Inputs:
     """
     __slots__ = ("detectors", "pulses", "peds", "reports", "force_off", "hold",
                  "omit", "plan", "technician_reset", "wall_ms", "link_up",
-                 "heartbeat", "central_plan")
+                 "heartbeat", "central_plan", "hold_central_ms")
 
     def __init__(self, detectors=None, pulses=None, peds=None, reports=None,
                  force_off=0, hold=0, omit=0, plan=None, technician_reset=False,
-                 wall_ms=None, link_up=None, heartbeat=False, central_plan=None):
+                 wall_ms=None, link_up=None, heartbeat=False, central_plan=None,
+                 hold_central_ms=None):
         self.detectors = detectors
         self.pulses = pulses
         self.peds = peds
@@ -55,6 +56,7 @@ class Inputs:
         self.link_up = link_up        # broker session connected (driver), or None: unchanged
         self.heartbeat = heartbeat    # a central heartbeat arrived since the last step
         self.central_plan = central_plan  # supervisor.CentralPlan that passed the envelope checks
+        self.hold_central_ms = hold_central_ms  # keep the central plan through a loss until (mono ms)
         self.force_off = force_off
         self.hold = hold
         self.omit = omit

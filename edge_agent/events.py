@@ -67,6 +67,8 @@ LINK_UP = const(211)                # central link healthy and stable again
 CENTRAL_PLAN_EXPIRED = const(212)   # param: the expired plan's version
 SOURCE_CENTRAL = const(213)         # central plan requested (param: version)
 SOURCE_LOCAL = const(214)           # local fallback plan requested
+EVENTS_LOST = const(250)            # the runtime's outbox dropped events (param: count)
+BOOT_PLAN = const(251)              # start-up plan: 1 stored active, 2 last-known-good, 3 site local
 
 # Parameters of UNIT_FLASH_STATUS (173).
 FLASH_STARTUP = const(1)
@@ -93,7 +95,7 @@ NAMES = {
     200: "monitor fault", 201: "flash reset", 202: "plan pending",
     203: "plan activated", 204: "start-up all-red", 210: "central link down",
     211: "central link up", 212: "central plan expired", 213: "central plan requested",
-    214: "local plan requested",
+    214: "local plan requested", 250: "events lost (outbox full)", 251: "boot plan source",
 }
 
 

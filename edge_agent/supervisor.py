@@ -4,7 +4,8 @@ The central link is healthy only while the driver reports the broker session
 connected AND central's heartbeat is fresh (silence for `loss_ms` is a loss,
 whatever TCP says). Central control needs the link healthy for `stable_ms`
 without a break (no flapping) and a valid, unexpired central plan. On loss,
-the central plan is kept for `holdover_ms`, then the site's local fallback
+the central plan is kept for `holdover_ms` (or until a plan hold central
+asked for ends: `Inputs.hold_central_ms`), then the site's local fallback
 plan is requested; the controller takes any plan change only at its next
 safe point (a barrier crossing, through full clearances).
 """
@@ -79,8 +80,10 @@ class Supervisor:
         if c is not None and self.link_up:
             source, plan = SOURCE_CENTRAL, c.plan
         elif c is not None and self.source == SOURCE_CENTRAL and self.lost_at is not None \
-                and now - self.lost_at < pol.holdover_ms:
-            source, plan = SOURCE_CENTRAL, c.plan          # hold-over after a loss
+                and (now - self.lost_at < pol.holdover_ms
+                     or (inputs.hold_central_ms is not None and now < inputs.hold_central_ms)):
+            # Hold-over after a loss, or a plan hold central asked for.
+            source, plan = SOURCE_CENTRAL, c.plan
         else:
             source, plan = SOURCE_LOCAL, self.site.fallback_plan
         if source != self.source or (plan is not self.wanted and source == SOURCE_CENTRAL):

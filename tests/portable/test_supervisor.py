@@ -98,3 +98,17 @@ def test_an_expired_central_plan_returns_the_unit_to_local():
     assert at(log, ev.CENTRAL_PLAN_EXPIRED) == [40_000]
     assert at(log, ev.SOURCE_LOCAL) == [40_000]
     assert outs[79_900].plan_id == "free"
+
+
+def test_a_plan_hold_keeps_central_through_a_loss_until_it_ends():
+    agent = Agent(SITE)
+    log = []
+    for t in range(0, 90_000, 100):
+        up = t < 30_000
+        out = agent.step(t, Inputs(link_up=up, heartbeat=up and t % 1_000 == 0,
+                                   central_plan=CentralPlan(CENTRAL, 7) if t == 0 else None,
+                                   hold_central_ms=60_000 if t < 60_000 else None,
+                                   pulses={12: 1} if t in (5_000, 25_000) else None))
+        log.extend(out.events)
+    assert at(log, ev.LINK_DOWN) == [30_000]
+    assert at(log, ev.SOURCE_LOCAL) == [60_000]              # the hold ended, not the loss
