@@ -161,7 +161,8 @@ class Controller:
         self.wall_ms = wall_ms
         omit |= plan.omit
         if self.coord is not None and self.coord.entered:
-            f, o, self.no_walk = self.coord.step(now, wall_ms, self.green, self.since, log)
+            f, o, self.no_walk = self.coord.step(now, wall_ms, self.green, self.since,
+                                                  self.ped_call | det.ped_calls, log)
             force_off |= f
             omit |= o
         else:

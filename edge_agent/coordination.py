@@ -9,9 +9,9 @@ request masks for the controller:
 
 - omit: a non-coordinated phase outside its permissive window - the span
   from the coordinated phase's yield point to the last moment the phase can
-  still time its minimum service (min green, or walk + pedestrian clearance)
-  before its force-off - is not started, and its call does not pull the
-  coordinated phases off their green;
+  still time its minimum service (min green, or walk + pedestrian clearance
+  when a pedestrian waits) before its force-off - is not started, and its
+  call does not pull the coordinated phases off their green;
 - force_off: a non-coordinated green ends at its force-off (fixed: a fixed
   point in the cycle; floating: its split after it began, never later than
   the fixed point). Coordinated phases are always on max recall and always
@@ -37,7 +37,7 @@ class Pattern:
     """A validated coordination pattern; times in ms, lists indexed by phase."""
     __slots__ = ("number", "cycle", "offset", "splits", "coordinated", "coord_mask",
                  "floating", "max_mode", "dwell", "max_correction", "group",
-                 "start", "force_off", "ring_yield", "rel_force_off", "need", "ped",
+                 "start", "force_off", "ring_yield", "rel_force_off", "need", "ped", "min_green",
                  "shrink")
 
 
@@ -109,6 +109,7 @@ def _check(c, site, pl, k, path):
         c.error(path + ".offset", "%s s is not below the cycle %s s" % (ms_s(k.offset), ms_s(k.cycle)))
     k.need = [0] * len(k.splits)
     k.ped = [0] * len(k.splits)
+    k.min_green = pl.min_green
     for p in site.phases:
         if site.has_ped[p]:
             k.ped[p] = pl.walk[p] + pl.ped_clear[p]
@@ -257,14 +258,15 @@ class Coordinator:
             log.append((now, ev.COORD_CYCLE_STATE, state))
         self.cycles += 1
 
-    def step(self, now, wall_ms, green, since, log):
+    def step(self, now, wall_ms, green, since, ped_calls, log):
         """Advance the cycle timer; returns (force_off, omit, no_walk) request masks.
 
         no_walk: green phases where a walk started now could not finish its
         pedestrian clearance by the force-off (or the yield point): the
         controller must not recycle the walk there.
 
-        green: mask of phases showing green; since: ms each phase's interval began.
+        green: mask of phases showing green; since: ms each phase's interval began;
+        ped_calls: mask of phases with a pedestrian call waiting.
         """
         k, site = self.k, self.site
         if wall_ms is not None:
@@ -299,6 +301,11 @@ class Coordinator:
                         force |= b
                     if rel + k.ped[p] > fo:
                         no_walk |= b
-                elif rel + k.need[p] > fo:
-                    omit |= b
+                else:
+                    # The window closes when the phase's minimum service no
+                    # longer fits: its min green, or walk + clearance if a
+                    # pedestrian is waiting.
+                    need = k.need[p] if ped_calls & b else k.min_green[p]
+                    if rel + need > fo:
+                        omit |= b
         return force, omit, no_walk

@@ -31,13 +31,15 @@ WALL = 26_000
 ALL = dict((ch, True) for ch in range(1, 17))
 
 
-def drive(site_d, until, detectors=None, pulses_at=None, plan_at=None):
+def drive(site_d, until, detectors=None, pulses_at=None, plan_at=None, peds_at=None):
     agent = Agent(parse_site(site_d))
     log = []
     for t in range(0, until, 100):
         plan = plan_at[1] if plan_at and t == plan_at[0] else None
         pulses = pulses_at.get(t) if pulses_at else None
-        out = agent.step(t, Inputs(detectors=detectors, pulses=pulses, plan=plan, wall_ms=t + WALL))
+        peds = peds_at.get(t) if peds_at else None
+        out = agent.step(t, Inputs(detectors=detectors, pulses=pulses, peds=peds, plan=plan,
+                                   wall_ms=t + WALL))
         log.extend(out.events)
     return agent, log
 
@@ -98,10 +100,24 @@ def test_unused_side_street_time_returns_early_to_the_coordinated_phases():
 
 
 def test_side_street_call_after_its_permissive_window_waits_for_the_next_cycle():
-    # 4 needs its 21 s walk + clearance (ped phase): its window closes at
-    # 94.5 - 21 = 73.5 s into the cycle (mono 177.5); a call at 190 s waits.
+    # Without a pedestrian waiting 4 needs its 10 s min green: its window
+    # closes at 94.5 - 10 = 84.5 s into the cycle (mono 188.5); a call at
+    # 190 s waits for the next cycle.
     _, log = drive(coordinated_site(), 320_000, pulses_at={190_000: {12: 1}})
     assert times(log, ev.PHASE_BEGIN_GREEN, 4) == [254_000]      # next cycle, after 3's slot
+
+
+def test_a_waiting_pedestrian_closes_the_window_earlier():
+    # At 180 s (76 s into the cycle) a vehicle calls 4. Alone it needs its
+    # 10 s min green: 76 + 10 <= 94.5, served after 2/6 clear (185.5 s). With
+    # a pedestrian pressing 4's button too it needs walk + clearance, 21 s:
+    # 76 + 21 > 94.5, so both wait for 4's slot in the next cycle (254.0 s).
+    _, with_ped = drive(coordinated_site(), 320_000, pulses_at={180_000: {12: 1}},
+                        peds_at={180_000: {2: True}})
+    _, vehicle_only = drive(coordinated_site(), 320_000, pulses_at={180_000: {12: 1}})
+    assert times(with_ped, ev.PHASE_BEGIN_GREEN, 4) == [254_000]
+    assert first(with_ped, ev.PED_BEGIN_WALK, 4) == 254_000
+    assert times(vehicle_only, ev.PHASE_BEGIN_GREEN, 4) == [185_500]
 
 
 def test_offset_change_is_reached_by_short_way_within_two_cycles():
