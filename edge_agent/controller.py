@@ -51,6 +51,7 @@ class Controller:
         self.min_done = 0
         self.ready_latch = 0          # barrier-bound greens remembered ready
         self.veh_call = 0             # latched vehicle calls
+        self.open_calls = 0           # non-locking calls present now
         self.ped_call = 0             # latched pedestrian calls
         self.calls = 0                # all calls seen by the last step
         self.hold = 0
@@ -174,12 +175,20 @@ class Controller:
 
     def _register_calls(self, now, det, omit, log):
         not_green = ~self.green
-        new = det.locking_calls & not_green & ~self.veh_call
-        if new:
+        held = self.veh_call | self.open_calls
+        # A call appears: a locking one is remembered, a non-locking one lasts
+        # while its zone is occupied and is dropped (44) if it clears unserved.
+        new = (det.locking_calls | det.calls) & not_green & ~held
+        dropped = self.open_calls & ~det.calls & not_green & ~det.locking_calls
+        if new or dropped:
             for p in self.site.phases:
-                if new & (1 << p):
+                b = 1 << p
+                if new & b:
                     log.append((now, ev.PHASE_CALL_REGISTERED, p))
-            self.veh_call |= new
+                elif dropped & b:
+                    log.append((now, ev.PHASE_CALL_DROPPED, p))
+        self.veh_call |= det.locking_calls & not_green
+        self.open_calls = det.calls & not_green & ~self.veh_call
         peds = det.ped_calls & ~self.ped_call
         # A button pressed while the walk is already showing needs no new call.
         for p in self.site.phases:

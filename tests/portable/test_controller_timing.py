@@ -112,6 +112,8 @@ def test_non_locking_call_drops_when_the_zone_clears():
     # Vehicle on 4's zone from 3.0 to 3.5 s only: 2 has no reason to end.
     _, log, _ = run(site, 40_000, presence={4: [(3_000, 3_500)]})
     assert first(log, ev.PHASE_BEGIN_YELLOW, 2) is None
+    assert times(log, ev.PHASE_CALL_REGISTERED, 4) == [3_000]
+    assert times(log, ev.PHASE_CALL_DROPPED, 4) == [3_500]
 
 
 def test_min_recall_serves_a_phase_with_no_detector_call():
