@@ -136,22 +136,11 @@ class Verifier:
         return self._verify(envelope, None, wall_s, False)
 
     def _verify(self, data, active, wall_s, fresh):
-        text, why = _decode(data, self.policy.max_envelope_bytes)
-        if why:
-            return Rejected(MALFORMED, why)
-        try:
-            env = json.loads(text)
-        except Exception:       # ValueError, and RecursionError on deep nesting
-            return Rejected(MALFORMED, "envelope: not valid JSON")
-        kid, body_text, field, tag, why = _fields(env)
-        if why:
-            return Rejected(MALFORMED, why)
-        entry = self.keys.get(kid)
-        if entry is None:
-            return Rejected(UNKNOWN_KID, "key id %r is not in this controller's keyring" % (kid,))
-        why = self._authenticate(kid, entry, field, tag, body_text)
-        if why is not None:
-            return why
+        opened = open_envelope(data, self.keys, self.ed25519_verify,
+                               self.policy.max_envelope_bytes)
+        if isinstance(opened, Rejected):
+            return opened
+        kid, body_text, text = opened
         try:
             body = json.loads(body_text)
         except Exception:
@@ -194,31 +183,56 @@ class Verifier:
         return Accepted(version, plan, body, kid, body["intersection"], issued, expires,
                         data if isinstance(data, bytes) else text.encode("utf-8"))
 
-    def _authenticate(self, kid, entry, field, tag, body_text):
-        """None when the tag is authentic for the body, else a Rejected."""
-        scheme, key = entry
-        if (scheme == HMAC) != (field == "mac"):
-            return Rejected(SCHEME_MISMATCH, "key %r is an %s key: the envelope must carry %r, "
-                            "not %r" % (kid, scheme, "mac" if scheme == HMAC else "sig", field))
-        try:
-            body = body_text.encode("utf-8")
-        except Exception:       # a lone surrogate cannot have been signed
-            return Rejected(MALFORMED, "envelope.body: not encodable as UTF-8")
-        if scheme == HMAC:
-            if not equal_ct(mac(key, body), tag):
-                return Rejected(BAD_MAC, "HMAC-SHA256 of the body does not match key %r" % (kid,))
-            return None
-        if self.ed25519_verify is None:
-            return Rejected(UNSUPPORTED_SCHEME, "key %r is an Ed25519 key and this controller "
-                            "has no Ed25519 verifier" % (kid,))
-        try:
-            good = self.ed25519_verify(key, tag, body) is True
-        except Exception:
-            good = False
-        if not good:
-            return Rejected(BAD_SIG, "Ed25519 signature of the body does not verify with key %r"
-                            % (kid,))
+def open_envelope(data, keys, ed25519_verify=None, limit=65536):
+    """Authenticate an envelope as received: (kid, body text, envelope text) or a Rejected.
+
+    The wire format, key lookup and MAC / signature check shared by plans and
+    commands; what the body means is the caller's to check.
+    """
+    text, why = _decode(data, limit)
+    if why:
+        return Rejected(MALFORMED, why)
+    try:
+        env = json.loads(text)
+    except Exception:       # ValueError, and RecursionError on deep nesting
+        return Rejected(MALFORMED, "envelope: not valid JSON")
+    kid, body_text, field, tag, why = _fields(env)
+    if why:
+        return Rejected(MALFORMED, why)
+    entry = keys.get(kid)
+    if entry is None:
+        return Rejected(UNKNOWN_KID, "key id %r is not in this controller's keyring" % (kid,))
+    why = _authenticate(kid, entry, field, tag, body_text, ed25519_verify)
+    if why is not None:
+        return why
+    return kid, body_text, text
+
+
+def _authenticate(kid, entry, field, tag, body_text, ed25519_verify):
+    """None when the tag is authentic for the body, else a Rejected."""
+    scheme, key = entry
+    if (scheme == HMAC) != (field == "mac"):
+        return Rejected(SCHEME_MISMATCH, "key %r is an %s key: the envelope must carry %r, "
+                        "not %r" % (kid, scheme, "mac" if scheme == HMAC else "sig", field))
+    try:
+        body = body_text.encode("utf-8")
+    except Exception:       # a lone surrogate cannot have been signed
+        return Rejected(MALFORMED, "envelope.body: not encodable as UTF-8")
+    if scheme == HMAC:
+        if not equal_ct(mac(key, body), tag):
+            return Rejected(BAD_MAC, "HMAC-SHA256 of the body does not match key %r" % (kid,))
         return None
+    if ed25519_verify is None:
+        return Rejected(UNSUPPORTED_SCHEME, "key %r is an Ed25519 key and this controller "
+                        "has no Ed25519 verifier" % (kid,))
+    try:
+        good = ed25519_verify(key, tag, body) is True
+    except Exception:
+        good = False
+    if not good:
+        return Rejected(BAD_SIG, "Ed25519 signature of the body does not verify with key %r"
+                        % (kid,))
+    return None
 
 
 def mac(secret, body):
