@@ -301,7 +301,11 @@ def test_actuated_agent_on_suburban_for_15_minutes():
         "arrivals_on_green": 225, "aog_share": 0.2711}
     assert m.cycle_lengths_s == [38.3, 79.0, 128.2, 114.7, 123.9, 130.7, 129.0, 109.7]
     assert {p: ph.greens for p, ph in m.phases.items()} == {1: 7, 2: 9, 3: 6, 4: 8, 5: 7, 6: 9, 7: 6, 8: 8}
-    assert len(r.events) == 2031
+    # 2,031 before non-locking calls were logged too: 72 calls registered (43)
+    # instead of 33, and 10 dropped (44); every other event is unchanged.
+    assert len(r.events) == 2080
+    assert sum(1 for e in r.events if e[1] == 43) == 72
+    assert sum(1 for e in r.events if e[1] == 44) == 10
 
     # sanity relations that hold whatever the controller's exact timing
     waiting = r.sim.waiting_vehicles()
