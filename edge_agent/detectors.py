@@ -264,12 +264,9 @@ class Detectors:
                 self._edge(s, self._local(t_src, offset, r.rx_ms, now), on, now, log)
             presence = r.presence or {}
             for ch in presence:
-                s = table.get(ch)
+                s = self._heard(table, ch, r.source, now, True)
                 if s is None:
-                    self.unknown_channels += 1
                     continue
-                s.source = r.source
-                s.diag.reported(now, True)
                 s.diag.presence_fed = True
                 on = bool(presence[ch])
                 if src is not None:
@@ -283,36 +280,38 @@ class Detectors:
         if kind == COUNTS:
             counts = r.counts or {}
             for ch in counts:
-                s = table.get(ch)
-                if s is None:
-                    self.unknown_channels += 1
-                    continue
-                s.source = r.source
-                s.diag.reported(now)
-                c = counts[ch]
-                s.diag.counts(c[0], c[1], r.interval_ms)
+                s = self._heard(table, ch, r.source, now)
+                if s is not None:
+                    c = counts[ch]
+                    s.diag.counts(c[0], c[1], r.interval_ms)
             return
         if kind == STATUS:
             faults = r.faults or {}
             for ch in faults:
+                s = self._heard(table, ch, r.source, now)
+                if s is not None:
+                    s.diag.device(faults[ch])
+            return
+        for ch in r.channels:
+            if kind == STALE:
                 s = table.get(ch)
                 if s is None:
                     self.unknown_channels += 1
                     continue
                 s.source = r.source
-                s.diag.reported(now)
-                s.diag.device(faults[ch])
-            return
-        for ch in r.channels:
-            s = table.get(ch)
-            if s is None:
-                self.unknown_channels += 1
-                continue
-            s.source = r.source
-            if kind == STALE:
                 s.diag.stale(now)
             else:
-                s.diag.reported(now)
+                self._heard(table, ch, r.source, now)
+
+    def _heard(self, table, ch, source, now, presence=False):
+        """The state of a channel a report speaks for, marked heard now; None if unknown."""
+        s = table.get(ch)
+        if s is None:
+            self.unknown_channels += 1
+            return None
+        s.source = source
+        s.diag.reported(now, presence)
+        return s
 
     @staticmethod
     def _local(t_src, offset, rx, now):
