@@ -51,31 +51,41 @@ def run(site_dict, until_ms, pulses=None, presence=None, peds=None, step_ms=100,
     peds = peds or {}
     t = 0
     while t <= until_ms:
-        pl = {}
-        for ch in pulses:
-            n = 0
-            for x in pulses[ch]:
-                if t - step_ms < x <= t:
-                    n += 1
-            if n:
-                pl[ch] = n
-        lv = {}
-        for ch in presence:
-            on = False
-            for a, b in presence[ch]:
-                if a <= t < b:
-                    on = True
-            lv[ch] = on
-        pd = {}
-        for ch in peds:
-            for x in peds[ch]:
-                if t - step_ms < x <= t:
-                    pd[ch] = True
+        lv, pl, pd = scripted(t, step_ms, presence, pulses, peds)
         out = agent.step(t, Inputs(detectors=lv, pulses=pl, peds=pd))
         log.extend(out.events)
         frames.append(out)
         t += step_ms
     return agent, log, frames
+
+
+def scripted(t, step_ms, presence, pulses, peds):
+    """The direct inputs of the step at t: (levels, pulses, ped buttons) dicts.
+
+    presence: {channel: [(on_ms, off_ms)]}; pulses and peds: {channel: [ms]},
+    each counted in the step that ends at or after it.
+    """
+    lv = {}
+    for ch in presence:
+        on = False
+        for a, b in presence[ch]:
+            if a <= t < b:
+                on = True
+        lv[ch] = on
+    pl = {}
+    for ch in pulses:
+        n = 0
+        for x in pulses[ch]:
+            if t - step_ms < x <= t:
+                n += 1
+        if n:
+            pl[ch] = n
+    pd = {}
+    for ch in peds:
+        for x in peds[ch]:
+            if t - step_ms < x <= t:
+                pd[ch] = True
+    return lv, pl, pd
 
 
 def times(log, code, param):

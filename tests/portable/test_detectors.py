@@ -9,9 +9,9 @@ sheet starts its evidence at or after 2,000 ms.
 """
 
 try:
-    from tests.portable.sheets import two_phase_site, phase_timing, first, times
+    from tests.portable.sheets import two_phase_site, phase_timing, first, times, scripted
 except ImportError:
-    from sheets import two_phase_site, phase_timing, first, times
+    from sheets import two_phase_site, phase_timing, first, times, scripted
 from edge_agent import events as ev
 from edge_agent.agent import Agent, Inputs
 from edge_agent.intersection import parse_site
@@ -55,26 +55,7 @@ def drive(site, until_ms, reports=(), presence=None, pulses=None, peds=None, ste
         while i < len(pending) and pending[i].rx_ms <= t:
             batch.append(pending[i])
             i += 1
-        lv = {}
-        for ch in presence:
-            on = False
-            for a, b in presence[ch]:
-                if a <= t < b:
-                    on = True
-            lv[ch] = on
-        pl = {}
-        for ch in pulses:
-            n = 0
-            for x in pulses[ch]:
-                if t - step_ms < x <= t:
-                    n += 1
-            if n:
-                pl[ch] = n
-        pd = {}
-        for ch in peds:
-            for x in peds[ch]:
-                if t - step_ms < x <= t:
-                    pd[ch] = True
+        lv, pl, pd = scripted(t, step_ms, presence, pulses, peds)
         out = agent.step(t, Inputs(detectors=lv or None, pulses=pl or None, peds=pd or None,
                                    reports=batch or None))
         log.extend(out.events)
