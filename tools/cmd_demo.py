@@ -221,16 +221,26 @@ def monitor_fault(result):
     return result.controller.monitor.fault
 
 
-def run(args):
+def open_scenario(args, prog):
+    """(scenario, site, duration s, seed) from the command line, headed on stdout;
+    None (with the reason on stderr) when the scenario cannot be loaded."""
     try:
         sc = load_scenario(args.scenario)
     except (OSError, ValueError, ScenarioError) as e:
-        print("edge-agent demo: scenario %s: %s" % (args.scenario, e), file=sys.stderr)
-        return 2
+        print("%s: scenario %s: %s" % (prog, args.scenario, e), file=sys.stderr)
+        return None
     site = parse_site(sc.site)
     duration = sc.duration_s if args.duration is None else args.duration
     seed = sc.seed if args.seed is None else args.seed
     print("%s (%s): %s, seed %d" % (site.name or sc.name, sc.name, span(sc, duration), seed))
+    return sc, site, duration, seed
+
+
+def run(args):
+    opened = open_scenario(args, "edge-agent demo")
+    if opened is None:
+        return 2
+    sc, site, duration, seed = opened
     panel = None
     if args.realtime:
         print("real time x%g, Ctrl-C stops. Letters: G green, Y yellow, R red; W walk, "

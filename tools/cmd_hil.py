@@ -14,9 +14,8 @@ import sys
 
 from edge_agent.intersection import parse_site
 
-from hil.scenario import ScenarioError, load_scenario
 from tools import report
-from tools.cmd_demo import ProgressBar, print_comparison, run_pair, span
+from tools.cmd_demo import ProgressBar, open_scenario, print_comparison, run_pair
 from tools.timeline import summary_lines
 
 SUMO_COLUMNS = (("completed", "completed", "%d"), ("unfinished", "unfinished", "%d"),
@@ -26,15 +25,10 @@ SUMO_COLUMNS = (("completed", "completed", "%d"), ("unfinished", "unfinished", "
 
 
 def run_scenario(args):
-    try:
-        sc = load_scenario(args.scenario)
-    except (OSError, ValueError, ScenarioError) as e:
-        print("edge-agent hil run: scenario %s: %s" % (args.scenario, e), file=sys.stderr)
+    opened = open_scenario(args, "edge-agent hil run")
+    if opened is None:
         return 2
-    site = parse_site(sc.site)
-    duration = sc.duration_s if args.duration is None else args.duration
-    seed = sc.seed if args.seed is None else args.seed
-    print("%s (%s): %s, seed %d" % (site.name or sc.name, sc.name, span(sc, duration), seed))
+    sc, site, duration, seed = opened
     agent, fixed = run_pair(sc, duration, seed)
     print_comparison(sc, site, agent, fixed, args.cycles)
     if args.movements:
