@@ -30,9 +30,10 @@ from drivers.telemetry import DetectorActivity, Lateness, phase_view
 from drivers.topics import dumps, parse_heartbeat
 from edge_agent import __version__
 from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_RUN, MODE_STARTUP_ALL_RED,
-                              MODE_STARTUP_FLASH)
+                              MODE_STARTUP_FLASH, RESET_LOCAL_COMMAND, RESET_SOURCES)
 from edge_agent.envelope import Verifier
-from edge_agent.events import BOOT_PLAN
+from edge_agent.events import BOOT_PLAN, FLASH_RESET, FLASH_RESET_REFUSED
+from edge_agent.monitor import Fault, FAULT_NAMES
 from edge_agent.supervisor import SOURCE_CENTRAL, CentralPlan, LinkPolicy
 
 # Vendor event codes written by the runtime into the event stream (docs/protocols/mqtt.md).
@@ -43,12 +44,15 @@ class RuntimeConfig:
     """Loop settings: period, telemetry period, link supervision times."""
 
     __slots__ = ("step_ms", "telemetry_s", "policy", "messages_per_step", "switch_interval_s",
-                 "events_capacity", "reported_min_s", "fsync", "lateness_file")
+                 "events_capacity", "reported_min_s", "fsync", "lateness_file",
+                 "control_socket", "allow_trip")
 
     def __init__(self, step_ms=100, telemetry_s=1.0, policy=None, messages_per_step=250,
                  switch_interval_s=0.001, events_capacity=200_000, reported_min_s=0.5,
-                 fsync=True, lateness_file=None):
+                 fsync=True, lateness_file=None, control_socket=None, allow_trip=False):
         self.lateness_file = lateness_file      # every step's (unix s, lateness ms), at exit
+        self.control_socket = control_socket    # the local command socket's path (None: off)
+        self.allow_trip = allow_trip            # HIL rigs only: "trip" on the local socket
         self.step_ms = step_ms
         self.telemetry_s = telemetry_s
         self.policy = policy or LinkPolicy()
@@ -122,7 +126,18 @@ class Runtime:
             active_env = bytes(a.envelope)
             self.log("info", "stored central plan loaded", source=boot.source,
                      version=a.version, plan_id=a.plan.id)
-        self.agent = Agent(site, now=monotonic_ms(), link_policy=self.cfg.policy)
+        # A latched flash survives a restart and a power cycle: boot straight into it.
+        latch = self.store.load_latch()
+        self.latch_saved = latch is not None
+        self.agent = Agent(site, now=monotonic_ms(), link_policy=self.cfg.policy,
+                           latched=Fault.from_dict(latch) if latch is not None else None)
+        if latch is not None:
+            self.log("warning", "booting into the latched flash", rule=FAULT_NAMES.get(
+                latch["code"], latch["code"]), detail=latch.get("detail", ""))
+        self.control = None
+        if self.cfg.control_socket:
+            from drivers.local_control import LocalControl
+            self.control = LocalControl(self.cfg.control_socket, self.log, self.cfg.allow_trip)
         self.outbox = EventOutbox(os.path.join(prov.store_dir, "events"),
                                   capacity=self.cfg.events_capacity, fsync=self.cfg.fsync)
         self.outbox.put([(0, BOOT_PLAN, BOOT_SOURCES.get(boot.source, 3))],
@@ -182,6 +197,8 @@ class Runtime:
             sys.setswitchinterval(old_switch)
 
     def _start(self):
+        if self.control is not None:
+            self.control.start()
         self.outbox.start()
         self.intake.start()
         for s in self.sources:
@@ -203,6 +220,8 @@ class Runtime:
         for o in self.outputs:
             _quiet(o.stop)
         self.outbox.stop()
+        if self.control is not None:
+            _quiet(self.control.stop)
         if self.late_log is not None:
             try:
                 with open(self.cfg.lateness_file, "w") as f:
@@ -237,9 +256,22 @@ class Runtime:
         if self.hold_until is not None and now >= self.hold_until:
             self.hold_until = None
         inputs.hold_central_ms = self.hold_until
+        requests = self.control.take() if self.control is not None else ()
+        latched = None
+        for r in requests:
+            if r.cmd == "flash-reset":
+                inputs.flash_reset = RESET_LOCAL_COMMAND
+                latched = self.agent.status(now)["fault"]
+            elif r.cmd == "trip":
+                inputs.external_fault = "fault injected on the local socket: %s" % r.detail
         out = self.agent.step(now, inputs)
+        # The latch is on disk before the flash reaches the load switches: a
+        # power cut a moment later still boots into flash.
+        self._guard("latch", self._persist_latch, out)
         for o in self.outputs:
             self._guard("output", o.write, now, out)
+        for r in requests:
+            self._answer(r, now, out, latched)
         self.out = out
         self.step_no += 1
         self.outbox.put(out.events, wall_ms)
@@ -247,6 +279,36 @@ class Runtime:
         if link is not None:
             self._guard("publish", self._publish, now, out)
         return out
+
+    def _persist_latch(self, out):
+        if out.fault is not None and not self.latch_saved:
+            self.store.save_latch(out.fault.to_dict())
+            self.latch_saved = True
+            self.log("warning", "monitor fault: flash latched", rule=out.fault.rule,
+                     detail=out.fault.detail)
+        elif out.fault is None and self.latch_saved:
+            self.store.clear_latch()
+            self.latch_saved = False
+        for ms, code, param in out.events:
+            if code == FLASH_RESET:
+                self.log("warning", "latched flash reset on site", source=RESET_SOURCES[param])
+
+    def _answer(self, r, now, out, latched):
+        """Answer a local command from this step's outputs."""
+        if r.cmd == "status":
+            r.reply({"ok": True, "status": self.agent.status(now)})
+        elif r.cmd == "trip":
+            r.reply({"ok": out.fault is not None,
+                     "fault": out.fault.to_dict() if out.fault is not None else None})
+        elif any(code == FLASH_RESET for _, code, _ in out.events):
+            r.reply({"ok": True, "cleared": latched})
+        elif any(code == FLASH_RESET_REFUSED for _, code, _ in out.events):
+            left = self.agent.flash_remaining(now)
+            r.reply({"ok": False, "remaining_ms": left, "fault": latched,
+                     "error": "minimum flash time: %.1f s still to run before a reset"
+                     % (left / 1000)})
+        else:
+            r.reply({"ok": False, "error": "no latched fault: the unit is not in fault flash"})
 
     def _guard(self, what, fn, *args):
         try:

@@ -8,6 +8,7 @@ length and SHA-256 so a torn or damaged file is recognised on load:
     last-good.envelope   the envelope that was active before it
     high-water.json      {intersection: highest version ever accepted}
     keys.json            the keyring (edge_agent.envelope.parse_keys format)
+    flash-latch.json     the monitor's latched fault, while the unit is in fault flash
 
 Order on acceptance: the high-water mark is on disk before the plan is, so a
 replayed envelope is refused even after a crash at any moment. A crash between
@@ -26,6 +27,7 @@ ACTIVE = "active.envelope"
 LAST_GOOD = "last-good.envelope"
 HIGH_WATER = "high-water.json"
 KEYS = "keys.json"
+LATCH = "flash-latch.json"
 MAGIC = b"edge-agent-store/1"
 
 # Why a file could not be used (envelope rejection reasons come from the verifier).
@@ -110,8 +112,11 @@ class Store:
         finally:
             os.close(fd)
         os.replace(tmp, path)
+        # The rename itself is durable only once the directory is.
+        self._sync_dir()
+
+    def _sync_dir(self):
         if self.fsync:
-            # The rename itself is durable only once the directory is.
             dfd = os.open(self.dir, os.O_RDONLY)
             try:
                 os.fsync(dfd)
@@ -195,6 +200,48 @@ class Store:
             return parse_keys(json.loads(payload.decode("utf-8")))
         except (ValueError, ConfigError) as e:
             raise StoreError(CORRUPT, "%s: not a usable keyring (%s)" % (KEYS, e))
+
+
+    # -- the flash latch ------------------------------------------------------------
+
+    def save_latch(self, fault):
+        """Persist a latched monitor fault (a plain dict) before the flash is shown."""
+        self.write(LATCH, _json(fault))
+
+    def load_latch(self):
+        """The latched fault to boot with, or None.
+
+        A latch file that cannot be read still means a latched fault: the unit
+        boots into flash and says why (rule 7: what it cannot reason about).
+        """
+        try:
+            payload = self.read(LATCH)
+        except StoreError as e:
+            if e.reason == MISSING:
+                return None
+            return _unreadable_latch(e.message)
+        try:
+            d = json.loads(payload.decode("utf-8"))
+        except ValueError:
+            d = None
+        if not isinstance(d, dict) or not isinstance(d.get("code"), int) \
+                or not isinstance(d.get("ms"), int):
+            return _unreadable_latch("%s: not a fault record" % LATCH)
+        return d
+
+    def clear_latch(self):
+        """Remove the latch after a technician reset (durably: the directory is synced)."""
+        try:
+            os.remove(os.path.join(self.dir, LATCH))
+        except FileNotFoundError:
+            return
+        self._sync_dir()
+
+
+def _unreadable_latch(why):
+    from edge_agent.monitor import FAULT_CONTROLLER
+    return {"ms": 0, "code": FAULT_CONTROLLER, "channel": 0, "other": 0,
+            "detail": "stored flash latch unreadable (%s)" % why}
 
 
 def frame(payload):

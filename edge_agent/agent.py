@@ -1,18 +1,26 @@
-"""The agent facade: `Agent(site, plan).step(now_ms, inputs) -> Outputs`.
+"""The agent facade: `Agent(site).step(now_ms, inputs) -> Outputs`.
 
-The only door into the core. A step conditions the detectors, advances the
-controller, and passes the indications through the independent conflict
-monitor before they leave: a violation replaces them with flash in the same
-step and latches until a technician reset. Start-up runs the site's start-up
-flash, then all-red, before the first green.
+The only door into the core: plans arrive as `Inputs.central_plan` and enter
+through the supervisor, which lets them take effect only at a safe point. A
+step conditions the detectors, advances the controller, and passes the
+indications through the independent conflict monitor before they leave: a
+violation replaces them with flash in the same step and latches. The latched
+fault is in `Outputs.fault`; the runtime persists it before it shows the
+flash, and hands it back as `Agent(site, latched=...)` after a restart or a
+power cycle, so the unit boots into flash and stays there. Only a technician
+on site clears it (`Inputs.flash_reset`, from the local command socket or the
+cabinet's hardwired reset input), and only after the monitor card's minimum
+flash time. Start-up runs the site's start-up flash, then all-red, before the
+first green. `Agent.status(now)` is the one door out for anything that wants
+more than the outputs.
 """
 
 from edge_agent import events as ev
 from edge_agent.controller import Controller
 from edge_agent.detectors import Detectors
 from edge_agent.indications import (MAX_PHASES, FLASH_RED, FLASH_YELLOW, RED,
-                                    PED_DARK, DONT_WALK)
-from edge_agent.monitor import Monitor, FAULT_CONTROLLER
+                                    PED_DARK, DONT_WALK, VEHICLE_LETTERS, PED_LETTERS)
+from edge_agent.monitor import Monitor, FAULT_CONTROLLER, FAULT_EXTERNAL
 from edge_agent.supervisor import Supervisor
 
 try:
@@ -27,6 +35,12 @@ MODE_RUN = const(2)
 MODE_FLASH = const(3)
 MODE_NAMES = ("startup-flash", "startup-all-red", "run", "flash")
 
+# Where a flash reset came from (the parameter of its event).
+RESET_NONE = const(0)
+RESET_LOCAL_COMMAND = const(1)     # `edge-agent flash reset` on the unit's local socket
+RESET_HARDWIRED = const(2)         # the cabinet's reset input
+RESET_PANEL = const(3)             # the local front panel, behind its password
+RESET_SOURCES = ("none", "local command", "hardwired input", "front panel")
 
 class Inputs:
     """One step's inputs: detector levels and pulses by channel, ped buttons, requests.
@@ -37,16 +51,18 @@ class Inputs:
     force_off, hold, omit: phase bitmasks requested by coordination or preemption
     reports: detector reports from drivers (see edge_agent.detectors), each
         stamped on arrival; they carry source timestamps, counts and faults
-    plan: a validated Plan to take effect at the next safe point
-    technician_reset: clear a latched flash (a local action only)
+    flash_reset: a technician's reset of a latched flash, by where it came
+        from (RESET_LOCAL_COMMAND, RESET_HARDWIRED, RESET_PANEL); never central
+    external_fault: a sentence when something outside the core saw a fault the
+        cabinet answers with flash (the MMU's own fault, a rig's fault injector)
     """
     __slots__ = ("detectors", "pulses", "peds", "reports", "force_off", "hold",
-                 "omit", "plan", "technician_reset", "wall_ms", "link_up",
+                 "omit", "flash_reset", "external_fault", "wall_ms", "link_up",
                  "heartbeat", "central_plan", "hold_central_ms")
 
     def __init__(self, detectors=None, pulses=None, peds=None, reports=None,
-                 force_off=0, hold=0, omit=0, plan=None, technician_reset=False,
-                 wall_ms=None, link_up=None, heartbeat=False, central_plan=None,
+                 force_off=0, hold=0, omit=0, flash_reset=RESET_NONE,
+                 external_fault=None, wall_ms=None, link_up=None, heartbeat=False, central_plan=None,
                  hold_central_ms=None):
         self.detectors = detectors
         self.pulses = pulses
@@ -60,8 +76,8 @@ class Inputs:
         self.force_off = force_off
         self.hold = hold
         self.omit = omit
-        self.plan = plan
-        self.technician_reset = technician_reset
+        self.flash_reset = flash_reset
+        self.external_fault = external_fault
 
 
 NO_INPUTS = Inputs()
@@ -79,15 +95,32 @@ class Outputs:
 
 
 class Agent:
-    """One intersection's controller, detectors and monitor, stepped in time."""
+    """One intersection's controller, detectors and monitor, stepped in time.
 
-    def __init__(self, site, plan=None, now=0, link_policy=None):
+    latched: a monitor Fault restored from the store at power-up; the unit
+    then boots straight into flash with it.
+    """
+
+    def __init__(self, site, now=0, link_policy=None, latched=None):
         self.site = site
-        self.plan = plan or site.fallback_plan
-        self.monitor = Monitor(site)
+        self.plan = site.fallback_plan
+        self.monitor = Monitor(site.monitor, now)
         self.supervisor = Supervisor(site, link_policy)
         self.last_ms = None
-        self._boot(now, [])
+        self.flash_since = now
+        # The first step's outputs carry the boot events: nothing is lost
+        # between power-up and the first step.
+        self._pending = [(now, ev.UNIT_BOOT, 2 if latched is not None else 1)]
+        if latched is not None:
+            self.monitor.restore(latched)
+            self.controller = Controller(site, self.plan)
+            self.detectors = Detectors(site)
+            self.mode = MODE_FLASH
+            self.mode_since = now
+            self._pending.append((now, ev.MONITOR_FAULT, latched.code))
+            self._pending.append((now, ev.UNIT_FLASH_STATUS, ev.FLASH_FAULT))
+        else:
+            self._boot(now, self._pending)
 
     def _boot(self, now, log):
         site = self.site
@@ -111,22 +144,21 @@ class Agent:
         """Advance the unit to `now` (integer ms, monotonic) and return its outputs."""
         if inputs is None:
             inputs = NO_INPUTS
-        log = []
-        if self.last_ms is not None and now < self.last_ms:
+        log = self._pending
+        self._pending = []
+        if self.last_ms is None:
+            # Nothing is shown before the first step: the start-up flash and
+            # all-red (and a restored flash's minimum) count from here.
+            self.mode_since = self.flash_since = now
+        elif now < self.last_ms:
             self._fail(now, FAULT_CONTROLLER, "time went backwards: %d ms after %d ms"
                        % (now, self.last_ms), log)
         self.last_ms = now
-        if inputs.plan is not None:
-            self.plan = inputs.plan
-            self.controller.set_plan(inputs.plan, now, log)
         self.supervisor.step(now, inputs, self.controller, log)
+        self.plan = self.controller.plan
+        if inputs.flash_reset:
+            self._reset(now, inputs.flash_reset, log)
         mode = self.mode
-        if mode == MODE_FLASH:
-            if inputs.technician_reset:
-                log.append((now, ev.FLASH_RESET, 0))
-                self.monitor.reset(now)
-                self._boot(now, log)
-                mode = self.mode
         if mode == MODE_STARTUP_FLASH and now - self.mode_since >= self.site.startup_flash:
             mode = self.mode = MODE_STARTUP_ALL_RED
             self.mode_since = now
@@ -146,6 +178,9 @@ class Agent:
                 vehicle, ped = self._all_red()
             else:
                 vehicle, ped = self._flash()
+        if inputs.external_fault and self.mode != MODE_FLASH:
+            self._fail(now, FAULT_EXTERNAL, inputs.external_fault, log)
+            vehicle, ped = self._flash()
         if self.mode != MODE_FLASH:
             fault = self.monitor.check(now, vehicle, ped)
             if fault is not None:
@@ -154,6 +189,23 @@ class Agent:
         sup = self.supervisor
         return Outputs(now, vehicle, ped, log, self.mode, self.controller.plan.id,
                        self.monitor.fault, sup.source, sup.link_up)
+
+    def _reset(self, now, source, log):
+        """A technician's reset: honoured only for a latched fault, after the minimum flash."""
+        if self.mode != MODE_FLASH or self.monitor.fault is None:
+            return
+        if now - self.flash_since < self.site.monitor.min_flash:
+            log.append((now, ev.FLASH_RESET_REFUSED, source))
+            return
+        log.append((now, ev.FLASH_RESET, source))
+        self.monitor.reset(now)
+        self._boot(now, log)
+
+    def flash_remaining(self, now):
+        """ms of minimum flash still to run before a reset is honoured (0 when it may be)."""
+        if self.mode != MODE_FLASH or self.monitor.fault is None:
+            return 0
+        return max(0, self.site.monitor.min_flash - (now - self.flash_since))
 
     def _run(self, now, inputs, log):
         c = self.controller
@@ -172,6 +224,7 @@ class Agent:
         self.monitor.latch(now, code, detail)
         self.mode = MODE_FLASH
         self.mode_since = now
+        self.flash_since = now
         log.append((now, ev.MONITOR_FAULT, code))
         log.append((now, ev.UNIT_FLASH_STATUS, ev.FLASH_FAULT))
 
@@ -186,8 +239,29 @@ class Agent:
 
     def _flash(self):
         vehicle = [FLASH_RED] * (MAX_PHASES + 1)
+        flash_yellow = self.site.monitor.flash_yellow
         for p in self.site.phases:
-            if self.site.flash_yellow & (1 << p):
+            if flash_yellow & (1 << p):
                 vehicle[p] = FLASH_YELLOW
         vehicle[0] = 0
         return vehicle, [PED_DARK] * (MAX_PHASES + 1)
+
+    def status(self, now):
+        """A snapshot for the runtime, telemetry, panel and rig: plain, JSON-ready values."""
+        c, sup, fault = self.controller, self.supervisor, self.monitor.fault
+        veh, ped = (c.vehicle_indications(), c.ped_indications()) if self.mode == MODE_RUN \
+            else (self._all_red() if self.mode == MODE_STARTUP_ALL_RED else self._flash())
+        phases = {}
+        for p in self.site.phases:
+            b = 1 << p
+            phases[p] = {"vehicle": VEHICLE_LETTERS[veh[p]], "ped": PED_LETTERS[ped[p]],
+                         "call": bool(c.calls & b), "ped_call": bool(c.ped_call & b)}
+        return {
+            "ms": now, "mode": MODE_NAMES[self.mode], "mode_since_ms": self.mode_since,
+            "plan": {"id": c.plan.id, "source": sup.source,
+                     "pending": c.pending.id if c.pending is not None else None},
+            "link_up": sup.link_up,
+            "fault": fault.to_dict() if fault is not None else None,
+            "flash_remaining_ms": self.flash_remaining(now),
+            "phases": phases,
+        }

@@ -43,6 +43,7 @@ class Controller:
         self.min_end = [0] * n
         self.gap_end = [0] * n
         self.max_end = [-1] * n       # -1: max timer not started
+        self.revert_end = [0] * n     # no green before this (red revert after yellow)
         self.ped = [DONT_WALK] * n
         self.ped_end = [0] * n
         self.green = 0                # masks of phases per interval
@@ -214,6 +215,7 @@ class Controller:
                     self.red_clear |= b
                     self.interval[p] = I_RED_CLEAR
                     self.since[p] = now
+                    self.revert_end[p] = now + plan.red_revert[p]
                     log.append((now, ev.PHASE_END_YELLOW, p))
                     log.append((now, ev.PHASE_BEGIN_RED_CLEAR, p))
             elif i == I_RED_CLEAR:
@@ -244,7 +246,8 @@ class Controller:
                 if self.ring_phase[r]:
                     continue
                 p = self._next_in_group(r, omit)
-                if p and not site.conflicts[p] & timing:
+                # A phase in red revert waits: its ring holds until it may show green.
+                if p and not site.conflicts[p] & timing and now >= self.revert_end[p]:
                     self._enter(r, p, now, log)
                     timing |= 1 << p
         if timing:
@@ -268,7 +271,7 @@ class Controller:
             firsts.append(self._next_in_group(r, omit))
         for r in range(len(site.rings)):
             p = firsts[r]
-            if p and not site.conflicts[p] & started:
+            if p and not site.conflicts[p] & started and now >= self.revert_end[p]:
                 self._enter(r, p, now, log)
                 started |= 1 << p
         if not started:
@@ -280,7 +283,8 @@ class Controller:
                 continue
             for q in plan.ring_groups[r][g]:
                 b = 1 << q
-                if plan.dual_entry & b and not omit & b and not site.conflicts[q] & started:
+                if plan.dual_entry & b and not omit & b and not site.conflicts[q] & started \
+                        and now >= self.revert_end[q]:
                     self._enter(r, q, now, log)
                     started |= b
                     break

@@ -58,10 +58,11 @@ UNIT_FLASH_STATUS = const(173)
 
 # edge-agent's own codes (vendor range, documented in docs/events.md).
 MONITOR_FAULT = const(200)          # param: monitor fault code (monitor.FAULT_*)
-FLASH_RESET = const(201)            # technician cleared a latched flash
+FLASH_RESET = const(201)            # technician cleared a latched flash (param: where from)
 PLAN_PENDING = const(202)           # a new plan waits for its safe point
 PLAN_ACTIVATED = const(203)         # the pending plan took effect
 STARTUP_ALL_RED = const(204)        # start-up flash over, all-red begins
+FLASH_RESET_REFUSED = const(205)    # a reset before the minimum flash time (param: where from)
 LINK_DOWN = const(210)              # central link lost (heartbeat silent or broker gone)
 LINK_UP = const(211)                # central link healthy and stable again
 CENTRAL_PLAN_EXPIRED = const(212)   # param: the expired plan's version
@@ -69,6 +70,7 @@ SOURCE_CENTRAL = const(213)         # central plan requested (param: version)
 SOURCE_LOCAL = const(214)           # local fallback plan requested
 EVENTS_LOST = const(250)            # the runtime's outbox dropped events (param: count)
 BOOT_PLAN = const(251)              # start-up plan: 1 stored active, 2 last-known-good, 3 site local
+UNIT_BOOT = const(252)              # the core started: 1 clean, 2 into a restored latched flash
 
 # Parameters of UNIT_FLASH_STATUS (173).
 FLASH_STARTUP = const(1)
@@ -93,9 +95,10 @@ NAMES = {
     150: "coord cycle state change", 151: "coordinated phase yield point",
     173: "unit flash status",
     200: "monitor fault", 201: "flash reset", 202: "plan pending",
-    203: "plan activated", 204: "start-up all-red", 210: "central link down",
+    203: "plan activated", 204: "start-up all-red", 205: "flash reset refused", 210: "central link down",
     211: "central link up", 212: "central plan expired", 213: "central plan requested",
     214: "local plan requested", 250: "events lost (outbox full)", 251: "boot plan source",
+    252: "unit start",
 }
 
 

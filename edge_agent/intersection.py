@@ -10,15 +10,16 @@ import json
 
 from edge_agent.validate import Checker, ConfigError, is_int, is_number, kind, ms_s
 from edge_agent.indications import MAX_PHASES
+from edge_agent.monitor_card import parse_card, cross_check_site
 
 MAX_RINGS = 4
 MAX_DETECTORS = 64
 
 SITE_KEYS = ("intersection", "name", "rings", "barriers", "phases", "conflicts",
-             "detectors", "ped_detectors", "floors", "startup", "fail_flash",
+             "detectors", "ped_detectors", "floors", "startup", "monitor",
              "rest", "fallback_plan")
 FLOOR_KEYS = ("min_yellow", "min_red_clear", "min_green", "min_walk",
-              "min_ped_clear", "max_cycle")
+              "min_ped_clear", "min_red_revert", "max_cycle")
 DETECTOR_KEYS = ("channel", "phase", "name", "delay", "extend", "locking",
                  "call_at_red_only", "extends_green", "no_activity", "max_presence",
                  "erratic", "watchdog", "restore", "fail_recall", "lanes", "max_flow")
@@ -31,7 +32,7 @@ PED_FAIL_RECALLS = ("none", "ped")
 class Floors:
     """Site safety floors (ms); no plan may time below them."""
     __slots__ = ("min_yellow", "min_red_clear", "min_green", "min_walk",
-                 "min_ped_clear", "max_cycle")
+                 "min_ped_clear", "min_red_revert", "max_cycle")
 
 
 class Detector:
@@ -51,7 +52,7 @@ class Site:
     __slots__ = ("intersection", "name", "phases", "phase_names", "rings",
                  "groups", "ring_of", "group_of", "has_ped", "conflicts",
                  "detectors", "ped_detectors", "floors", "startup_flash",
-                 "startup_all_red", "startup_phases", "flash_yellow",
+                 "startup_all_red", "startup_phases", "monitor",
                  "rest_in_red", "fallback_plan")
 
     def conflict(self, p, q):
@@ -59,17 +60,25 @@ class Site:
         return bool(self.conflicts[p] & (1 << q))
 
 
-def parse_site_json(text):
+def parse_site_json(text, cross_check=True):
     """Parse a site from JSON text; raises ConfigError listing every problem."""
     try:
         obj = json.loads(text)
     except ValueError as e:
         raise ConfigError(["site: not valid JSON (%s)" % (e,)])
-    return parse_site(obj)
+    return parse_site(obj, cross_check)
 
 
-def parse_site(obj):
-    """Build a Site from a plain dict; raises ConfigError listing every problem."""
+def parse_site(obj, cross_check=True):
+    """Build a Site from a plain dict; raises ConfigError listing every problem.
+
+    Every problem of the site, its monitor card and its fallback plan comes
+    in one ConfigError. When the site's structure (phases, rings, barriers,
+    floors) is sound the error carries it as `.site`, so plans can still be
+    checked against it. `cross_check=False` skips the comparison of the
+    monitor card with the rings and barriers: only tests use it, to show the
+    monitor catching a controller whose programming disagrees with the card.
+    """
     c = Checker()
     d = c.obj(obj, "site")
     if d is None:
@@ -83,23 +92,31 @@ def parse_site(obj):
     s.rings, s.ring_of = _rings(c, d, known)
     s.groups, s.group_of = _barriers(c, d, known, s.rings)
     s.conflicts = _conflicts(c, d, s, known)
+    s.floors = _floors(c, d)
+    structure_sound = not c.errors
     s.detectors = _detectors(c, d, known)
     s.ped_detectors = _ped_detectors(c, d, known, s.has_ped)
-    s.floors = _floors(c, d)
     _startup(c, d, s, known)
-    _fail_flash(c, d, s, known)
+    s.monitor = parse_card(c, d)
+    if structure_sound and cross_check:
+        cross_check_site(c, s, s.monitor)
     s.rest_in_red = c.text(d, "rest", "site", default="green",
                            choices=("green", "red")) == "red"
-    # The fallback plan is checked against the site only once the site itself
-    # is sound: otherwise its messages would repeat the site's own problems.
+    s.fallback_plan = None
     if "fallback_plan" not in d:
         c.error("site.fallback_plan", "is required (the local free plan the unit falls back to)")
-    c.raise_if_any()
-    from edge_agent.plan import parse_plan
-    try:
-        s.fallback_plan = parse_plan(d["fallback_plan"], s, path="fallback_plan")
-    except ConfigError as e:
-        raise ConfigError(e.errors)
+    elif structure_sound:
+        # The plan needs the phases, rings, barriers and floors; with those
+        # sound its own problems are reported alongside the site's.
+        from edge_agent.plan import parse_plan
+        try:
+            s.fallback_plan = parse_plan(d["fallback_plan"], s, path="fallback_plan")
+        except ConfigError as e:
+            c.errors.extend(e.errors)
+    if c.errors:
+        err = ConfigError(c.errors)
+        err.site = s if structure_sound else None
+        raise err
     return s
 
 
@@ -239,7 +256,7 @@ def _detectors(c, d, known):
         c.unknown_keys(e, DETECTOR_KEYS, path)
         det = Detector()
         det.channel = c.integer(e.get("channel"), path + ".channel", 1, MAX_DETECTORS)
-        if det.channel in channels:
+        if det.channel is not None and det.channel in channels:
             c.error(path + ".channel", "channel %d is used twice" % det.channel)
         channels.add(det.channel)
         det.phase = e.get("phase")
@@ -271,7 +288,7 @@ def _ped_detectors(c, d, known, has_ped):
         c.unknown_keys(e, PED_DETECTOR_KEYS, path)
         det = Detector()
         ch = det.channel = c.integer(e.get("channel"), path + ".channel", 1, MAX_DETECTORS)
-        if ch in channels:
+        if ch is not None and ch in channels:
             c.error(path + ".channel", "channel %d is used twice" % ch)
         channels.add(ch)
         p = det.phase = e.get("phase")
@@ -336,6 +353,8 @@ def _floors(c, d):
     f.min_green = c.seconds(e, "min_green", "floors", 1.0, 60.0, default=4000)
     f.min_walk = c.seconds(e, "min_walk", "floors", 1.0, 60.0, default=4000)
     f.min_ped_clear = c.seconds(e, "min_ped_clear", "floors", 1.0, 120.0, default=7000)
+    # NTCIP 1202 phase red revert: the least red before a phase shows green again.
+    f.min_red_revert = c.seconds(e, "min_red_revert", "floors", 0.0, 25.5, default=2000)
     f.max_cycle = c.seconds(e, "max_cycle", "floors", 30.0, 999.0, default=240000)
     return f
 
@@ -358,18 +377,3 @@ def _startup(c, d, s, known):
             if s.conflicts[p] & (1 << q):
                 c.error("startup.phases[%d]" % j, "phase %d conflicts with start-up phase %d" % (p, q))
         s.startup_phases.append(p)
-
-
-def _fail_flash(c, d, s, known):
-    e = c.obj(d.get("fail_flash", {}), "site.fail_flash") or {}
-    c.unknown_keys(e, ("yellow",), "fail_flash")
-    mask = 0
-    for j, p in enumerate(c.array(e.get("yellow", []), "fail_flash.yellow") or ()):
-        if not is_int(p) or p not in known:
-            c.error("fail_flash.yellow[%d]" % j, "%s is not a phase of this site" % (p,))
-            continue
-        if s.conflicts[p] & mask:
-            c.error("fail_flash.yellow[%d]" % j,
-                    "phase %d conflicts with another flashing-yellow phase" % p)
-        mask |= 1 << p
-    s.flash_yellow = mask

@@ -9,6 +9,7 @@ import json
 
 from edge_agent.validate import Checker, ConfigError, is_int, ms_s
 from edge_agent.indications import MAX_PHASES
+from edge_agent.monitor_card import check_plan_timing
 
 try:
     from micropython import const
@@ -25,13 +26,13 @@ RECALLS = ("none", "min", "max", "ped")
 PLAN_KEYS = ("id", "phases", "sequence", "max_mode", "simultaneous_gap_out",
              "dual_entry", "coordination")
 PHASE_KEYS = ("phase", "min_green", "passage", "max_green", "max2", "yellow",
-              "red_clear", "walk", "ped_clear", "recall", "omit")
+              "red_clear", "red_revert", "walk", "ped_clear", "recall", "omit")
 
 
 class Plan:
     """A validated timing plan; per-phase values are lists indexed by phase (ms)."""
     __slots__ = ("id", "min_green", "passage", "max_green", "max1", "max2",
-                 "yellow", "red_clear", "walk", "ped_clear", "recall", "omit",
+                 "yellow", "red_clear", "red_revert", "walk", "ped_clear", "recall", "omit",
                  "sequence", "ring_groups", "simultaneous_gap_out",
                  "dual_entry", "worst_cycle", "max_mode", "coord")
 
@@ -65,7 +66,7 @@ def parse_plan(obj, site, path=""):
     pl = Plan()
     pl.id = c.text(d, "id", path or "plan", default="")
     for name in ("min_green", "passage", "max_green", "max1", "max2", "yellow",
-                 "red_clear", "walk", "ped_clear", "recall"):
+                 "red_clear", "red_revert", "walk", "ped_clear", "recall"):
         setattr(pl, name, [0] * n)
     pl.omit = 0
     pl.max_mode = c.text(d, "max_mode", path or "plan", default="max1",
@@ -129,6 +130,12 @@ def _phase_timings(c, d, site, pl, pre):
         pl.yellow[p] = _floor(c, e, "yellow", path, f.min_yellow, "minimum", 10.0)
         pl.red_clear[p] = _floor(c, e, "red_clear", path, f.min_red_clear,
                                  "minimum red clearance", 10.0)
+        # Red revert (NTCIP 1202 phaseRedRevert): defaults to the site floor.
+        pl.red_revert[p] = c.seconds(e, "red_revert", path, 0.0, 25.5,
+                                     default=f.min_red_revert) or 0
+        if pl.red_revert[p] < f.min_red_revert:
+            c.error(path + ".red_revert", "%s s is below the site minimum red revert %s s"
+                    % (ms_s(pl.red_revert[p]), ms_s(f.min_red_revert)))
         recall = c.text(e, "recall", path, default="none", choices=RECALLS)
         pl.recall[p] = RECALLS.index(recall)
         if site.has_ped[p]:
@@ -137,6 +144,8 @@ def _phase_timings(c, d, site, pl, pre):
                                      "minimum pedestrian clearance", 255.0)
         elif recall == "ped":
             c.error(path + ".recall", "ped recall on phase %d, which has no pedestrian phase" % p)
+        # Never time below what the monitor enforces: the plan would trip it.
+        check_plan_timing(c, path, p, site.monitor, pl)
     for p in site.phases:
         if p not in seen and "phases" in d:
             c.error(pre + "phases", "phase %d has no timing (list it, with \"omit\": true if unused)" % p)

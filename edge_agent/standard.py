@@ -33,6 +33,23 @@ def standard_plan(plan_id="free"):
             "dual_entry": [2, 6, 4, 8], "phases": phases}
 
 
+def standard_card():
+    """The standard site's monitor program, written out as a technician fills the card.
+
+    Deliberately literal, not derived from the rings: it is the second key.
+    """
+    channels = []
+    for ch in range(1, 9):
+        e = {"channel": ch, "min_green": 4.0, "min_yellow": 3.0, "min_red_clear": 1.0,
+             "red_revert": 2.0, "ped": ch in (2, 4, 6, 8)}
+        if e["ped"]:
+            e["min_ped_clear"] = 7.0
+        channels.append(e)
+    return {"channels": channels,
+            "permissive": [[1, 5], [1, 6], [2, 5], [2, 6], [3, 7], [3, 8], [4, 7], [4, 8]],
+            "flash": {"min_flash": 6.0, "yellow": []}}
+
+
 def standard_site(intersection="demo-0001"):
     """The built-in 8-phase site as a plain dict (what a site JSON file holds)."""
     detectors = []
@@ -55,7 +72,7 @@ def standard_site(intersection="demo-0001"):
         "floors": {"min_yellow": 3.0, "min_red_clear": 1.0, "min_green": 4.0,
                    "min_walk": 4.0, "min_ped_clear": 7.0, "max_cycle": 240.0},
         "startup": {"flash": 0.0, "all_red": 4.0, "phases": [2, 6]},
-        "fail_flash": {"yellow": []},
+        "monitor": standard_card(),
         "rest": "green",
         "fallback_plan": standard_plan(),
     }

@@ -11,6 +11,7 @@ class ConfigError(ValueError):
     def __init__(self, errors):
         super().__init__("; ".join(errors))
         self.errors = list(errors)
+        self.site = None      # a site whose structure was sound, when a site failed
 
     def __reduce__(self):
         # Rebuild from the list, so an error crossing a process boundary

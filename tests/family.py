@@ -8,6 +8,8 @@ the site floors, with random recalls, omits, lead/lag sequences, dual entry.
 
 from hypothesis import strategies as st
 
+from tests.portable.cards import card
+
 FLOORS = {"min_yellow": 3.0, "min_red_clear": 1.0, "min_green": 4.0,
           "min_walk": 4.0, "min_ped_clear": 7.0, "max_cycle": 999.0}
 
@@ -78,6 +80,7 @@ def sites(draw, max_rings=3, max_groups=3):
                     "all_red": draw(st.sampled_from([1.0, 4.0])), "phases": startup},
         "rest": draw(st.sampled_from(["green", "green", "red"])),
     }
+    site["monitor"] = card(site)
     site["fallback_plan"] = draw(plans(site, "fallback"))
     return site
 

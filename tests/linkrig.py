@@ -14,6 +14,7 @@ import time
 
 from drivers.keys import make_body, sign_hmac
 from drivers.runlog import RunLog
+from tests.portable.cards import card
 from tests.safety_checker import SafetyChecker, SafetyViolation
 from tools.cmd_run import build_runtime
 
@@ -32,7 +33,7 @@ def quick_plan(plan_id, min_green=2.0):
 
 
 def quick_site(intersection=INTERSECTION):
-    return {"intersection": intersection, "name": "Test Rd & Quick St",
+    site = {"intersection": intersection, "name": "Test Rd & Quick St",
             "rings": [[2, 4], [6, 8]], "barriers": [[2, 6], [4, 8]],
             "phases": [{"phase": p, "ped": False} for p in (2, 4, 6, 8)],
             "conflicts": [],
@@ -42,6 +43,8 @@ def quick_site(intersection=INTERSECTION):
                        "min_walk": 4.0, "min_ped_clear": 7.0, "max_cycle": 120.0},
             "startup": {"flash": 0.0, "all_red": 1.0, "phases": [2, 6]},
             "rest": "green", "fallback_plan": quick_plan("local-free")}
+    site["monitor"] = card(site)
+    return site
 
 
 def envelope(version, plan_id=None, intersection=INTERSECTION, secret=SECRET, kid=KID,

@@ -20,6 +20,7 @@ from edge_agent.intersection import parse_site
 from edge_agent.plan import parse_plan
 from edge_agent.standard import standard_site, standard_plan
 from edge_agent import events as ev
+from tests.portable.sheets import ALWAYS_UP, offer
 from tests.safety_checker import SafetyChecker
 
 SOAK = os.environ.get("EDGE_AGENT_SOAK") == "1"
@@ -72,7 +73,7 @@ def test_coordinated_plans_hold_their_force_offs_offsets_and_safety(pa, pb, seed
     site_d = standard_site()
     site = parse_site(site_d)
     plans = [parse_plan(pa, site), parse_plan(pb, site), site.fallback_plan]
-    agent = Agent(site)
+    agent = Agent(site, link_policy=ALWAYS_UP)
     checker = SafetyChecker(site_d, [pa, pb, site_d["fallback_plan"]])
     rng = random.Random(seed)
     # Start anywhere in the day but finish before midnight: a cycle that does
@@ -98,8 +99,9 @@ def test_coordinated_plans_hold_their_force_offs_offsets_and_safety(pa, pb, seed
             if rng.random() < level:
                 levels[ch] = not levels.get(ch, False)
         peds = {ch: True for ch in range(1, 5) if rng.random() < level / 5}
-        out = agent.step(now, Inputs(detectors=dict(levels), peds=peds,
-                                     plan=schedule.get(now), wall_ms=wall0 + now))
+        version = sum(1 for t in changes if t <= now)
+        out = agent.step(now, Inputs(detectors=dict(levels), peds=peds, wall_ms=wall0 + now,
+                                     **offer(schedule.get(now), version)))
         assert out.fault is None, out.fault
         agent_log.extend(out.events)
         checker.check(now, out)

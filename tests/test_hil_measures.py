@@ -303,7 +303,9 @@ def test_actuated_agent_on_suburban_for_15_minutes():
     assert {p: ph.greens for p, ph in m.phases.items()} == {1: 7, 2: 9, 3: 6, 4: 8, 5: 7, 6: 9, 7: 6, 8: 8}
     # 2,031 before non-locking calls were logged too: 72 calls registered (43)
     # instead of 33, and 10 dropped (44); every other event is unchanged.
-    assert len(r.events) == 2080
+    # +2 since the boot events are logged: unit start (252) and start-up all-red (204).
+    assert len(r.events) == 2082
+    assert r.events[:2] == [(0, 252, 1), (0, 204, 0)]
     assert sum(1 for e in r.events if e[1] == 43) == 72
     assert sum(1 for e in r.events if e[1] == 44) == 10
 

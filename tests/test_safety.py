@@ -19,6 +19,8 @@ from edge_agent.plan import parse_plan
 from edge_agent.indications import GREEN, RED
 from tests.family import sites, plans
 from tests.safety_checker import SafetyChecker, worst_cycle_ms
+from tests.mmu_checker import MmuChecker
+from tests.portable.sheets import ALWAYS_UP, offer
 
 SOAK = os.environ.get("EDGE_AGENT_SOAK") == "1"
 EXAMPLES = 2_000 if SOAK else 200
@@ -36,8 +38,9 @@ def scenarios(draw):
 def drive(site_d, plan_ds, seed, level, steps=STEPS):
     site = parse_site(site_d)
     plans_ = [parse_plan(p, site) for p in plan_ds]
-    agent = Agent(site)
+    agent = Agent(site, link_policy=ALWAYS_UP)
     checker = SafetyChecker(site_d, plan_ds)
+    mmu = MmuChecker(site_d["monitor"], 0)
     rng = random.Random(seed)
     channels = [d["channel"] for d in site_d["detectors"]]
     by_channel = {d["channel"]: d for d in site_d["detectors"]}
@@ -50,6 +53,7 @@ def drive(site_d, plan_ds, seed, level, steps=STEPS):
     demand_since = {}
     levels = {}
     now = 0
+    version = 0
     prev = None
     for _ in range(steps):
         now += 100 if rng.random() < 0.5 else rng.randint(10, max_tick)
@@ -63,9 +67,16 @@ def drive(site_d, plan_ds, seed, level, steps=STEPS):
         for ch in ped_channels:
             if rng.random() < level / 4:
                 peds[ch] = True
-        plan = plans_[rng.randrange(len(plans_))] if rng.random() < 0.002 else None
-        out = agent.step(now, Inputs(detectors=dict(levels), pulses=pulses, peds=peds, plan=plan))
+        plan = None
+        if rng.random() < 0.002:
+            plan = plans_[rng.randrange(len(plans_))]
+            version += 1
+        out = agent.step(now, Inputs(detectors=dict(levels), pulses=pulses, peds=peds,
+                                     **offer(plan, version)))
         assert out.fault is None, "monitor tripped: %r" % (out.fault,)
+        # The real controller's stream is legal by the monitor rules' own reading too.
+        verdict = mmu.verdict(now, out.vehicle, out.ped)
+        assert verdict is None, "at %d ms the MMU checker says %s" % (now, verdict)
         checker.check(now, out)
         # Rule 5: a locking, undelayed call placed on red is served within the bound.
         if prev is not None:

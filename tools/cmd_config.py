@@ -30,22 +30,36 @@ def _read(path):
         return None
 
 
+def _problems(path, errors):
+    print("%s: %d problem(s)" % (path, len(errors)), file=sys.stderr)
+    for m in errors:
+        print("  " + m, file=sys.stderr)
+
+
 def check(args):
+    """Every problem of the site, its monitor card, its fallback plan and the plans, in one run."""
     text = _read(args.site)
     if text is None:
         return 2
+    status = 0
     try:
         site = parse_site_json(text)
     except ConfigError as e:
-        print("%s: %d problem(s)" % (args.site, len(e.errors)), file=sys.stderr)
-        for m in e.errors:
-            print("  " + m, file=sys.stderr)
-        return 1
-    print("%s: ok - %s, %d phases in %d rings, %d detectors, fallback plan %r "
-          "(worst-case cycle %s s)" % (args.site, site.intersection, len(site.phases),
-                                        len(site.rings), len(site.detectors),
-                                        site.fallback_plan.id, ms_s(site.fallback_plan.worst_cycle)))
-    status = 0
+        _problems(args.site, e.errors)
+        status = 1
+        site = e.site          # structure sound: the plans can still be checked against it
+        if site is None and args.plans:
+            print("(plans not checked: the site's phases, rings, barriers or floors are "
+                  "broken)", file=sys.stderr)
+    else:
+        print("%s: ok - %s, %d phases in %d rings, %d detectors, monitor card %d channels "
+              "%d permissive pairs, fallback plan %r (worst-case cycle %s s)"
+              % (args.site, site.intersection, len(site.phases), len(site.rings),
+                 len(site.detectors), len(site.monitor.channels),
+                 _pairs(site.monitor), site.fallback_plan.id,
+                 ms_s(site.fallback_plan.worst_cycle)))
+    if site is None:
+        return status
     for path in args.plans:
         text = _read(path)
         if text is None:
@@ -54,11 +68,18 @@ def check(args):
         try:
             plan = parse_plan_json(text, site)
         except ConfigError as e:
-            print("%s: %d problem(s)" % (path, len(e.errors)), file=sys.stderr)
-            for m in e.errors:
-                print("  " + m, file=sys.stderr)
+            _problems(path, e.errors)
             status = max(status, 1)
             continue
         kind = "coordinated, cycle %s s" % ms_s(plan.coord.cycle) if plan.coord else "free"
         print("%s: ok - plan %r, %s, worst-case cycle %s s" % (path, plan.id, kind, ms_s(plan.worst_cycle)))
     return status
+
+
+def _pairs(card):
+    n = 0
+    for a in card.channels:
+        for b in card.channels:
+            if a < b and card.permits(a, b):
+                n += 1
+    return n

@@ -39,6 +39,12 @@ def register(sub):
     p.add_argument("--log-json", action="store_true", help="structured logs as JSON lines")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--seconds", type=float, help="stop after this many seconds")
+    p.add_argument("--control-socket", metavar="PATH",
+                   help="the local command socket (default: control.sock in the store directory)")
+    p.add_argument("--reset-input", metavar="FILE",
+                   help="the cabinet's hardwired flash-reset input as a GPIO value file (0/1)")
+    p.add_argument("--allow-fault-injection", action="store_true",
+                   help="HIL rigs only: accept 'trip' on the local socket to latch a test fault")
     p.set_defaults(func=cmd_run)
 
 
@@ -103,7 +109,8 @@ def make_sources(specs, site_dict):
 
 
 def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log=None,
-                  config_overrides=None):
+                  config_overrides=None, control_socket=None, reset_input=None,
+                  allow_trip=False):
     """The Runtime for a config file and a provisioning file (also used by tests and benches)."""
     site_dict, opts = load_config(config)
     if config_overrides:
@@ -121,7 +128,10 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
                         telemetry_s=float(rt_opts.get("telemetry_s", 1.0)),
                         policy=link_policy(opts.get("link")),
                         events_capacity=int(rt_opts.get("events_capacity", 200_000)),
-                        lateness_file=rt_opts.get("lateness_file"))
+                        lateness_file=rt_opts.get("lateness_file"),
+                        control_socket=control_socket or os.path.join(prov.store_dir,
+                                                                      "control.sock"),
+                        allow_trip=allow_trip)
     link_cfg = None
     if mqtt:
         from drivers.mqtt_link import parse_link_config
@@ -134,6 +144,9 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
         except ValueError as e:
             raise SetupError("provisioning %s:\n  %s" % (provision, e))
     sources = make_sources(list(opts.get("detectors") or []) + list(detectors), site_dict)
+    if reset_input:
+        from drivers.reset_input import ResetInput
+        sources.append(ResetInput(reset_input))
     outputs = [s for s in sources if hasattr(s, "write")]
     if console:
         from tools.console_view import ConsoleView
@@ -146,7 +159,8 @@ def cmd_run(args):
     log = RunLog(sys.stderr, json_lines=args.log_json, level=args.log_level)
     try:
         rt = build_runtime(args.config, args.provision, args.detectors, not args.no_mqtt,
-                           args.console, log)
+                           args.console, log, control_socket=args.control_socket,
+                           reset_input=args.reset_input, allow_trip=args.allow_fault_injection)
     except SetupError as e:
         log.close()
         print("edge-agent run: %s" % e, file=sys.stderr)

@@ -6,7 +6,12 @@ actuations in virtual time, and read back when things happened.
 
 from edge_agent.agent import Agent, Inputs
 from edge_agent.intersection import parse_site
+from edge_agent.supervisor import LinkPolicy, CentralPlan
 from edge_agent import events as ev
+try:
+    from tests.portable.cards import card
+except ImportError:         # MicroPython runs the portable files from their own folder
+    from cards import card
 
 
 def phase_timing(p, min_green=10.0, passage=3.0, max_green=40.0, yellow=4.0,
@@ -20,7 +25,7 @@ def two_phase_site(t2=None, t4=None, ped2=False, startup=(2,), all_red=2.0):
     """One ring, phases 2 and 4 (conflicting); detector channel = phase number."""
     t2 = t2 or phase_timing(2)
     t4 = t4 or phase_timing(4)
-    return {
+    site = {
         "intersection": "sheet-0001",
         "rings": [[2, 4]], "barriers": [[2], [4]],
         "phases": [{"phase": 2, "ped": ped2}, {"phase": 4, "ped": False}],
@@ -32,10 +37,28 @@ def two_phase_site(t2=None, t4=None, ped2=False, startup=(2,), all_red=2.0):
         "startup": {"flash": 0.0, "all_red": all_red, "phases": list(startup)},
         "fallback_plan": {"id": "sheet", "sequence": [[2, 4]], "phases": [t2, t4]},
     }
+    site["monitor"] = card(site)
+    return site
+
+
+# A central link that is up from the first step and never judged lost: plans
+# offered as `Inputs.central_plan` take the real path, through the supervisor.
+ALWAYS_UP = LinkPolicy(loss_ms=10 ** 9, holdover_ms=0, stable_ms=0)
+
+
+def central_agent(site):
+    """An Agent whose central link is up from the start (see ALWAYS_UP)."""
+    return Agent(site, link_policy=ALWAYS_UP)
+
+
+def offer(plan, version):
+    """Inputs fields that offer `plan` from central (already past its envelope checks)."""
+    return {"link_up": True, "heartbeat": True,
+            "central_plan": CentralPlan(plan, version) if plan is not None else None}
 
 
 def run(site_dict, until_ms, pulses=None, presence=None, peds=None, step_ms=100,
-        plan=None, agent=None):
+        agent=None):
     """Step an agent to `until_ms`; returns (agent, events, outputs by step).
 
     pulses: {channel: [ms, ...]} momentary actuations
@@ -43,7 +66,7 @@ def run(site_dict, until_ms, pulses=None, presence=None, peds=None, step_ms=100,
     peds: {ped channel: [ms, ...]} button presses
     """
     if agent is None:
-        agent = Agent(parse_site(site_dict), plan)
+        agent = Agent(parse_site(site_dict))
     log = []
     frames = []
     pulses = pulses or {}

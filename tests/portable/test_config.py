@@ -27,6 +27,7 @@ def test_standard_site_parses_with_dual_ring_conflicts():
 def test_explicit_conflict_tightens_the_relation():
     d = standard_site()
     d["conflicts"] = [[1, 6]]
+    d["monitor"]["permissive"].remove([1, 6])      # the card says the same, independently
     site = parse_site(d)
     assert site.conflict(1, 6) and site.conflict(6, 1)
     assert not site.conflict(1, 5)

@@ -17,10 +17,10 @@ each cycle begins at mono 4 + 100 k seconds.
 
 try:
     from tests.portable.coordsheets import coordinated_site, coordinated_plan
-    from tests.portable.sheets import first, times, green_intervals
+    from tests.portable.sheets import first, times, green_intervals, central_agent, offer
 except ImportError:
     from coordsheets import coordinated_site, coordinated_plan
-    from sheets import first, times, green_intervals
+    from sheets import first, times, green_intervals, central_agent, offer
 from edge_agent.intersection import parse_site
 from edge_agent.plan import parse_plan
 from edge_agent.validate import ConfigError
@@ -32,14 +32,14 @@ ALL = dict((ch, True) for ch in range(1, 17))
 
 
 def drive(site_d, until, detectors=None, pulses_at=None, plan_at=None, peds_at=None):
-    agent = Agent(parse_site(site_d))
+    agent = central_agent(parse_site(site_d))
     log = []
     for t in range(0, until, 100):
         plan = plan_at[1] if plan_at and t == plan_at[0] else None
         pulses = pulses_at.get(t) if pulses_at else None
         peds = peds_at.get(t) if peds_at else None
-        out = agent.step(t, Inputs(detectors=detectors, pulses=pulses, peds=peds, plan=plan,
-                                   wall_ms=t + WALL))
+        out = agent.step(t, Inputs(detectors=detectors, pulses=pulses, peds=peds,
+                                   wall_ms=t + WALL, **offer(plan, 1)))
         log.extend(out.events)
     return agent, log
 

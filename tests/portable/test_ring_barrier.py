@@ -7,9 +7,9 @@ Detector channel p = stop bar of phase p (non-locking), 8 + p = advance (locking
 """
 
 try:
-    from tests.portable.sheets import run, first, times, green_intervals
+    from tests.portable.sheets import run, first, times, green_intervals, central_agent, offer
 except ImportError:
-    from sheets import run, first, times, green_intervals
+    from sheets import run, first, times, green_intervals, central_agent, offer
 from edge_agent.standard import standard_site, standard_plan
 from edge_agent import events as ev
 
@@ -108,11 +108,11 @@ def test_plan_change_waits_for_the_barrier():
         if t["phase"] in (4, 8):
             t["min_green"] = 20.0
     plan = parse_plan(new, site)
-    agent = Agent(site)
+    agent = central_agent(site)
     log = []
     for t in range(0, 80_000, 100):
         inp = Inputs(pulses={12: 1} if t == 5_000 else None,
-                     plan=plan if t == 8_000 else None)
+                     **offer(plan if t == 8_000 else None, 1))
         out = agent.step(t, inp)
         log.extend(out.events)
     assert first(log, ev.PLAN_PENDING, 0) == 8_000
