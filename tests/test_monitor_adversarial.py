@@ -11,7 +11,7 @@ from the real controller are checked in tests/test_safety.py (the monitor
 never trips there, and this checker agrees step by step).
 
 CI runs >= 10^6 monitor steps; EDGE_AGENT_SOAK=1 ten times more. The counts are
-printed at the end of the session (see `conftest.py`'s summary hook).
+printed by the last test of this file (run pytest with -s to see them).
 """
 
 import os
