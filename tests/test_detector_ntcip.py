@@ -46,7 +46,8 @@ class SnmpRig:
         self.t0 = time.monotonic_ns()
         self.poller = NtcipDetectorPoller("127.0.0.1", self.port,
                                           detectors={c: c for c in self.chans}, period_s=0.1,
-                                          slow_s=0.5, source="unit", clock=self.clock)
+                                          slow_s=0.5, timeout_s=0.15, source="unit",
+                                          clock=self.clock)
         self.poller.start()
         self.log = []
         self.shown = [RED] * (MAX_PHASES + 1)
