@@ -78,6 +78,7 @@ class NtcipDetectorPoller:
         self.objects = {}          # object name -> {"oid", "absent", "wrong_type", "bad_value", ...}
         self.last_error = None
         self.rtt = collections.deque(maxlen=RTT_SAMPLES)
+        self.waited = collections.deque(maxlen=RTT_SAMPLES)   # ms from send to each timeout
         self.device = {}           # what discovery found
         self.problems = []         # one sentence per problem found at discovery
         self.applied = {}          # SET key -> {"asked", "read_back", "result"}
@@ -129,6 +130,9 @@ class NtcipDetectorPoller:
         out["rtt_ms"] = ({"n": len(rtt), "p50": rtt[len(rtt) // 2],
                           "p99": rtt[min(len(rtt) - 1, len(rtt) * 99 // 100)], "max": rtt[-1]}
                          if rtt else None)
+        waited = sorted(self.waited)
+        out["timeout_after_ms"] = ({"min": waited[0], "p50": waited[len(waited) // 2],
+                                    "max": waited[-1]} if waited else None)
         return out
 
     # -- the poller thread --------------------------------------------------------
@@ -189,6 +193,8 @@ class NtcipDetectorPoller:
                 return r
             if r.error == "timeout" or r.error.startswith("transport"):
                 self.counters["timeouts" if r.error == "timeout" else "errors"] += 1
+                if r.error == "timeout":
+                    self.waited.append(r.rx - r.sent)
                 self.last_error = r.error
                 self._silent()
                 return None
@@ -263,9 +269,11 @@ class NtcipDetectorPoller:
     async def connect(self):
         """Discover what the unit has, check the mapping against it, apply the operator's SETs."""
         self.skip.clear()
-        r = await self._get([SYS_DESCR, MAX_VEHICLE_DETECTORS, MAX_STATUS_GROUPS,
-                             VOLUME_OCCUPANCY_PERIOD, ACTIVE_VOLUME_OCCUPANCY_DETECTORS,
-                             MAX_PED_DETECTORS, MAX_PED_STATUS_GROUPS])
+        oids = [SYS_DESCR, MAX_VEHICLE_DETECTORS, MAX_STATUS_GROUPS, VOLUME_OCCUPANCY_PERIOD,
+                ACTIVE_VOLUME_OCCUPANCY_DETECTORS]
+        if self.ped_detectors and self.cfg.ped_objects != "vehicle":
+            oids += [MAX_PED_DETECTORS, MAX_PED_STATUS_GROUPS]
+        r = await self._get(oids)
         if r is None:
             self._stale_all()
             return False
@@ -497,12 +505,13 @@ class NtcipDetectorPoller:
         period_s = self.device.get("volume_period_s") or 0
         counts = {}
         dev_faults = {}
-        bad = set()
         for d in vdets:
-            vol = self._integer(r.values, volume_occupancy(COL_VOLUME, d), 0, 254)
-            occ = self._integer(r.values, volume_occupancy(COL_OCCUPANCY, d), 0, 255)
+            # Volume and occupancy are optional: a detector without them gets no counts
+            # (counted per object) but stays fed by its presence.
+            vol = self._integer(r.values, volume_occupancy(COL_VOLUME, d), 0, 254, optional=True)
+            occ = self._integer(r.values, volume_occupancy(COL_OCCUPANCY, d), 0, 255,
+                                optional=True)
             if vol is None or occ is None:
-                bad.add(d)
                 continue
             if occ in OCCUPANCY_FAULTS:
                 dev_faults[d] = OCCUPANCY_FAULTS[occ]
@@ -514,7 +523,7 @@ class NtcipDetectorPoller:
             return
         self.counters["volume_reports"] += 1
         slack = sample - prev_seen + int(self.period_s * 1000)
-        self._emit(core.COUNTS, r.rx, sample, counts, bad, interval_ms=period_s * 1000,
+        self._emit(core.COUNTS, r.rx, sample, counts, set(), interval_ms=period_s * 1000,
                    slack_ms=slack)
         if dev_faults:
             self._emit(core.STATUS, r.rx, sample, dev_faults, set())
@@ -540,7 +549,8 @@ class NtcipDetectorPoller:
             ch = dmap.get(d)
             if ch is not None:
                 data[ch] = v
-                self.stale.discard((ped, ch))
+                if kind == core.PRESENCE:        # only presence ends a detector's STALE
+                    self.stale.discard((ped, ch))
         if data:
             if kind == core.PRESENCE:
                 r = core.Report(self.source, kind, rx, sample, ped=ped, presence=data)

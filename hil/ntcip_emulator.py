@@ -83,7 +83,8 @@ class NtcipEmulator:
     def __init__(self, detectors=16, community="public", host="127.0.0.1", port=0,
                  vo_period_s=1, seed=1, ped_detectors=0, delay_ms=0, jitter_ms=0,
                  v1_errors="rfc1157", v3_user=None, v3_auth_key=None, v3_priv_key=None,
-                 v3_auth_protocol="SHA-256", v3_priv_protocol="AES-128"):
+                 v3_auth_protocol="SHA-256", v3_priv_protocol="AES-128", columns_off=(),
+                 read_only=False):
         self.n = detectors
         self.n_ped = ped_detectors
         self.community = community
@@ -114,10 +115,10 @@ class NtcipEmulator:
         # faults and variants
         self.drop_rate = 0.0
         self.silent = False
-        self.columns_off = set()
+        self.columns_off = set(columns_off)
         self.wrong_type = set()
         self.garbage = {}
-        self.read_only = False
+        self.read_only = read_only
         self.served = {"requests": 0, "answered": 0, "dropped": 0, "undecodable": 0,
                        "sets_applied": 0, "sets_refused": 0}
         self.thread = None
