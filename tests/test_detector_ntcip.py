@@ -29,24 +29,27 @@ SLACK_MS = 100 + 100 + 400        # poll period + step + scheduling on a busy ma
 
 
 class SnmpRig:
-    def __init__(self, drop_rate=0.0):
+    def __init__(self, drop_rate=0.0, delay_ms=0, slow_s=0.5, timeout_s=0.15, traffic=True,
+                 detector=None):
         sc = load_scenario("suburban")
         site = copy.deepcopy(sc.site)
         site["startup"]["all_red"] = 1.0
         for d in site["detectors"]:
             d.update({"watchdog": WATCHDOG_MS / 1000, "restore": 1.0})
+            d.update(detector or {})
+        self.traffic = traffic
         self.site_dict = site
         self.agent = Agent(parse_site(site))
         self.sim = IntersectionSim(sc, 5)
         self.checker = SafetyChecker(site, [site["fallback_plan"]])
         self.chans = sorted(d["channel"] for d in site["detectors"])
-        self.emu = NtcipEmulator(24)
+        self.emu = NtcipEmulator(24, delay_ms=delay_ms)
         self.emu.drop_rate = drop_rate
         self.port = self.emu.start()
         self.t0 = time.monotonic_ns()
         self.poller = NtcipDetectorPoller("127.0.0.1", self.port,
                                           detectors={c: c for c in self.chans}, period_s=0.1,
-                                          slow_s=0.5, timeout_s=0.15, source="unit",
+                                          slow_s=slow_s, timeout_s=timeout_s, source="unit",
                                           clock=self.clock)
         self.poller.start()
         self.log = []
@@ -70,7 +73,8 @@ class SnmpRig:
                     at.pop(when)(self)
             inputs = self.sim.step(now, self.shown)
             dl = self.sim.detector_log
-            self.emu.observe(dl[self.k:])
+            if self.traffic:
+                self.emu.observe(dl[self.k:])
             self.k = len(dl)
             self.emu.tick(now)
             out = self.agent.step(now, Inputs(reports=self.poller.reports() or None,
@@ -187,3 +191,38 @@ def test_lost_requests_are_counted_and_fault_nothing_within_the_watchdog(rig):
     st = r.poller.stats()
     assert st["timeouts"] >= 3
     assert r.faults() == []
+
+
+def test_no_activity_fires_at_its_limit_with_5_percent_of_polls_dropped(rig):
+    # No traffic at all; no activity 0.08 min = 4.8 s from the agent's first step (0 ms).
+    # Every lost poll makes the detectors STALE until the next one answers: that must not
+    # restart the no-activity timer (it did, and the fault never came over NTCIP).
+    r = rig(drop_rate=0.05, traffic=False, detector={"no_activity": 0.08})
+    r.run_until(6_500)
+    assert r.emu.served["dropped"] >= 3, r.emu.served
+    for ch in r.chans:
+        got = r.times(ev.DETECTOR_FAULT_OTHER, ch)
+        assert len(got) == 1 and 4_800 <= got[0] <= 4_800 + SLACK_MS, (ch, got)
+    assert [f for f in r.faults() if f[1] != ev.DETECTOR_FAULT_OTHER] == []
+
+
+def test_one_second_volume_period_on_steady_traffic_raises_no_fault(rig):
+    # The unit closes a volume/occupancy period every second; alarms are read every
+    # second (slow_s 1.0). Ten seconds of the suburban scenario's traffic: no fault.
+    r = rig(slow_s=1.0)
+    r.run_until(10_000)
+    st = r.poller.stats()
+    assert st["volume_reports"] >= 8, st
+    assert r.faults() == []
+
+
+@pytest.mark.parametrize("delay_ms", [40, 80])
+def test_slow_unit_feeds_the_agent_without_timeouts_or_faults(rig, delay_ms):
+    # The field report: through the agent against a 40 ms unit, every detector went into
+    # watchdog fault at 2.3 s. Timeout 200 ms (above the delay): no fault, <= 0.5 % lost.
+    r = rig(delay_ms=delay_ms, timeout_s=0.2)
+    r.run_until(5_000)
+    st = r.poller.stats()
+    assert r.faults() == []
+    assert st["responses"] >= 35 and st["timeouts"] * 200 <= st["polls"], st
+    assert st["rtt_ms"]["p50"] >= delay_ms
