@@ -60,6 +60,8 @@ def monotonic_ms():
 class NtcipDetectorPoller:
     """Polls one NTCIP 1202 unit's detector objects on a thread of its own."""
 
+    session_class = SnmpSession
+
     def __init__(self, host=None, port=161, clock=monotonic_ms, log=None, config=None, **options):
         if config is None:
             config = parse_ntcip(dict(options, host=host, port=port))
@@ -156,7 +158,7 @@ class NtcipDetectorPoller:
             loop.close()
 
     async def _run(self):
-        self.session = SnmpSession(self.cfg, self.clock)
+        self.session = self.session_class(self.cfg, self.clock)
         await self.session.open()
         if self.cfg.version != "v3":
             self.log("warning", "ntcip unit uses SNMP %s: its community string travels in clear "
