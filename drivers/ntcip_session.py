@@ -31,11 +31,12 @@ OK, ABSENT, WRONG_TYPE = "ok", "absent", "wrong_type"
 class Response:
     """The outcome of one request: error (None when answered) and values, with send/receive ms."""
 
-    __slots__ = ("sent", "rx", "error", "index", "values")
+    __slots__ = ("sent", "rx", "error", "index", "values", "binds")
 
-    def __init__(self, sent, rx, error=None, index=0, values=None):
+    def __init__(self, sent, rx, error=None, index=0, values=None, binds=()):
         self.sent, self.rx, self.error, self.index = sent, rx, error, index
         self.values = values or {}
+        self.binds = list(binds)          # [(oid, value)] in order (a GETBULK may repeat an OID)
 
     @property
     def sample(self):
@@ -128,9 +129,8 @@ class SnmpSession:
         if err_ind:
             text = str(err_ind)
             return Response(sent, rx, "timeout" if "timeout" in text.lower() else "transport: " + text)
-        values = {}
-        for oid, val in got:
-            values[tuple(oid)] = val
+        binds = [(tuple(oid), val) for oid, val in got]
+        values = dict(binds)
         if int(err_status):
-            return Response(sent, rx, err_status.prettyPrint(), int(err_index), values)
-        return Response(sent, rx, None, 0, values)
+            return Response(sent, rx, err_status.prettyPrint(), int(err_index), values, binds)
+        return Response(sent, rx, None, 0, values, binds)

@@ -74,13 +74,15 @@ def unit():
 
 DELAYS_MS = (0, 20, 40, 80)
 PERIOD_MS = 100
-SCHED_SLACK_MS = 60      # thread scheduling on a loaded 2-core test machine
+SCHED_SLACK_MS = 30      # thread scheduling on a loaded 2-core test machine
+LOST_POLL_MS = 300       # an edge later than this beyond the bound waited for a lost poll
 
 
 def test_polls_do_not_time_out_and_edges_arrive_within_a_period_plus_the_delay(unit):
     """0/20/40/80 ms units, timeout 200 ms: <= 0.5 % of polls time out (pysnmp's 100 ms tick
-    made it 25 % at 20 ms and 43 % at 40 ms), and each presence edge is in a report at most
-    one poll period plus the delay after it happened at the unit."""
+    made it 25 % at 20 ms and 43 % at 40 ms), and presence edges are in a report at most one
+    poll period plus the delay after they happened at the unit: 95 % of them within that
+    bound plus 30 ms of scheduling, every one well short of a lost poll's cost."""
     units = {d: unit({"delay_ms": d}, timeout_s=0.2, slow_s=1.0) for d in DELAYS_MS}
     flips = {d: [] for d in DELAYS_MS}
     seen = {d: [] for d in DELAYS_MS}
@@ -106,9 +108,12 @@ def test_polls_do_not_time_out_and_edges_arrive_within_a_period_plus_the_delay(u
         assert st["polls"] >= 80, (d, st)
         assert st["timeouts"] * 200 <= st["polls"], (d, st["timeouts"], st["polls"])
         assert st["rtt_ms"]["p50"] >= d, (d, st["rtt_ms"])
-        for t, on in flips[d][:-1]:
-            arrival = next(rx for rx, v in seen[d] if rx >= t and v == on)
-            assert arrival - t <= PERIOD_MS + d + SCHED_SLACK_MS, (d, t, arrival)
+        late = [next(rx for rx, v in seen[d] if rx >= t and v == on) - t
+                for t, on in flips[d][:-1]]
+        assert len(late) >= 25
+        bound = PERIOD_MS + d
+        assert sum(x <= bound + SCHED_SLACK_MS for x in late) >= 0.95 * len(late), (d, late)
+        assert max(late) < bound + LOST_POLL_MS, (d, late)
 
 
 def test_timeout_is_the_configured_one_not_a_timer_tick(unit):
@@ -299,3 +304,87 @@ def test_run_config_with_a_typo_is_a_setup_error():
     from tools.cmd_run import SetupError, make_sources
     with pytest.raises(SetupError, match="unknown key 'timout_s'"):
         make_sources([{"type": "ntcip", "host": "127.0.0.1", "timout_s": 0.2}], {})
+
+
+# -- the emulator is as strict as a device --------------------------------------------------
+
+def ask(emu, version, *calls):
+    """Run session calls [(method, args)] against emu in one event loop; returns Responses."""
+    import asyncio
+    from drivers.ntcip_session import SnmpSession
+
+    async def go():
+        s = SnmpSession(parse_ntcip({"host": "127.0.0.1", "port": emu.port, "version": version,
+                                     "timeout_s": 1.0}), monotonic_ms)
+        await s.open()
+        try:
+            return [await getattr(s, m)(*args) for m, args in calls]
+        finally:
+            s.close()
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def emu():
+    e = NtcipEmulator(detectors=2, columns_off={"reported_alarms"})
+    e.start()
+    yield e
+    e.stop()
+
+
+def test_emulator_tells_no_such_object_from_no_such_instance_and_serves_the_system_group(emu):
+    from drivers.ntcip_objects import (SYS_DESCR, SYS_UPTIME, vehicle_detector, COL_ALARMS,
+                                       COL_REPORTED_ALARMS)
+    (r,) = ask(emu, "v2c", ("get", ([SYS_DESCR, SYS_UPTIME, vehicle_detector(COL_ALARMS, 2),
+                                     vehicle_detector(COL_ALARMS, 3),
+                                     vehicle_detector(COL_REPORTED_ALARMS, 1)],)))
+    got = {o: type(v).__name__ for o, v in r.values.items()}
+    assert r.error is None and bytes(r.values[SYS_DESCR]).startswith(b"edge-agent NTCIP 1202")
+    assert [got[o] for o in (SYS_UPTIME, vehicle_detector(COL_ALARMS, 2),
+                             vehicle_detector(COL_ALARMS, 3),
+                             vehicle_detector(COL_REPORTED_ALARMS, 1))] == \
+        ["TimeTicks", "Integer", "NoSuchInstance", "NoSuchObject"]
+
+
+def test_emulator_v1_errors_follow_rfc_1157(emu):
+    """Raw v1 datagrams (pysnmp's manager rewrites v1 errors into v2 exceptions)."""
+    import socket
+    from pyasn1.codec.ber import decoder, encoder
+    from pysnmp.proto import api
+    from drivers.ntcip_objects import vehicle_detector, COL_ALARMS, COL_REPORTED_ALARMS
+    v1 = api.PROTOCOL_MODULES[api.SNMP_VERSION_1]
+    a, b = vehicle_detector(COL_ALARMS, 1), vehicle_detector(COL_REPORTED_ALARMS, 1)
+    pdu = v1.GetRequestPDU()
+    v1.apiPDU.set_defaults(pdu)
+    v1.apiPDU.set_varbinds(pdu, [(a, v1.Null("")), (b, v1.Null(""))])
+    msg = v1.Message()
+    v1.apiMessage.set_defaults(msg)
+    v1.apiMessage.set_community(msg, "public")
+    v1.apiMessage.set_pdu(msg, pdu)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2.0)
+        sock.sendto(encoder.encode(msg), ("127.0.0.1", emu.port))
+        rsp, _ = decoder.decode(sock.recv(65535), asn1Spec=v1.Message())
+    rpdu = v1.apiMessage.get_pdu(rsp)
+    # noSuchName at the second varbind; the varbinds are the request's, unchanged.
+    assert (int(v1.apiPDU.get_error_status(rpdu)), int(v1.apiPDU.get_error_index(rpdu))) == (2, 2)
+    assert [(tuple(o), type(v).__name__) for o, v in v1.apiPDU.get_varbinds(rpdu)] == \
+        [(a, "Null"), (b, "Null")]
+
+
+def test_emulator_getbulk_ends_in_end_of_mib_view_and_sets_are_all_or_nothing(emu):
+    from drivers.ntcip_objects import (vehicle_detector, volume_occupancy, COL_NO_ACTIVITY,
+                                       COL_OCCUPANCY, COL_ALARMS)
+    last = volume_occupancy(COL_OCCUPANCY, 2)
+    bulk, bad_set, good_set, refused = ask(
+        emu, "v2c", ("bulk", ([volume_occupancy(COL_OCCUPANCY, 1)], 5)),
+        ("set", ([(vehicle_detector(COL_NO_ACTIVITY, 1), 5),
+                  (vehicle_detector(COL_NO_ACTIVITY, 2), 300)],)),
+        ("set", ([(vehicle_detector(COL_NO_ACTIVITY, 1), 5)],)),
+        ("set", ([(vehicle_detector(COL_ALARMS, 1), 1)],)))
+    assert bulk.error is None
+    assert [(o, type(v).__name__) for o, v in bulk.binds] == [(last, "Integer"),
+                                                               (last, "EndOfMibView")]
+    assert (bad_set.error, bad_set.index) == ("wrongValue", 2)
+    assert good_set.error is None and emu.thresholds == {("v", COL_NO_ACTIVITY, 1): 5}
+    assert (refused.error, refused.index) == ("notWritable", 1)
