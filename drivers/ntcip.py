@@ -535,8 +535,9 @@ class NtcipDetectorPoller:
     def _emit(self, kind, rx, sample, per_det, bad, interval_ms=0, slack_ms=0):
         """Reports for vehicle detectors (and, read from the vehicle objects, pedestrian ones)."""
         self._report(False, self.detectors, kind, rx, sample, per_det, bad, interval_ms, slack_ms)
-        if self.ped_mode == "vehicle" and kind != core.COUNTS:
-            self._report(True, self.ped_detectors, kind, rx, sample, per_det, bad)
+        if self.ped_mode == "vehicle":
+            self._report(True, self.ped_detectors, kind, rx, sample, per_det, bad, interval_ms,
+                         slack_ms)
 
     def _emit_ped(self, kind, rx, sample, per_det, bad):
         """Reports for pedestrian detectors read from the pedestrian detector objects."""

@@ -238,17 +238,8 @@ class NtcipEmulator:
              SYS_UPTIME: ("t", (self.now_ms - (self.started_ms or 0)) // 10),
              SYS_NAME: ("s", b"ntcip-emulator"),
              MAX_VEHICLE_DETECTORS: ("i", n), MAX_STATUS_GROUPS: ("i", groups)}
-        for g in range(1, groups + 1):
-            active = alarms = 0
-            for k in range(8):
-                d = 8 * g - 7 + k
-                if self.presence.get(d):
-                    active |= 1 << k
-                if self.alarms.get(d) or self.reported_alarms.get(d):
-                    alarms |= 1 << k
-            o[status_group(COL_GROUP_NUMBER, g)] = ("i", g)
-            o[status_group(COL_GROUP_ACTIVE, g)] = ("i", active)
-            o[status_group(COL_GROUP_ALARMS, g)] = ("i", alarms)
+        self._groups(o, status_group, groups, self.presence,
+                     lambda d: self.alarms.get(d) or self.reported_alarms.get(d))
         for d in range(1, n + 1):
             if "thresholds" not in off:
                 for _, col, _, _ in THRESHOLDS:
@@ -272,17 +263,7 @@ class NtcipEmulator:
                 for _, _, col, _ in THRESHOLDS:
                     o[ped_detector(col, d)] = ("i", self.thresholds.get(("p", col, d), 0))
                 o[ped_detector(COL_PED_ALARMS, d)] = ("i", self.ped_alarms.get(d, 0))
-            for g in range(1, pgroups + 1):
-                active = alarms = 0
-                for k in range(8):
-                    d = 8 * g - 7 + k
-                    if self.ped_presence.get(d):
-                        active |= 1 << k
-                    if self.ped_alarms.get(d):
-                        alarms |= 1 << k
-                o[ped_status_group(COL_GROUP_NUMBER, g)] = ("i", g)
-                o[ped_status_group(COL_GROUP_ACTIVE, g)] = ("i", active)
-                o[ped_status_group(COL_GROUP_ALARMS, g)] = ("i", alarms)
+            self._groups(o, ped_status_group, pgroups, self.ped_presence, self.ped_alarms.get)
         for oid, v in self.garbage.items():
             if oid in o:
                 o[oid] = ("i", v)
@@ -290,6 +271,21 @@ class NtcipEmulator:
             if oid in o:
                 o[oid] = ("s", b"\xde\xad")
         return o
+
+    @staticmethod
+    def _groups(o, oid_of, groups, presence, alarmed):
+        """Status groups (number, active, alarms) of 8 detectors each into o."""
+        for g in range(1, groups + 1):
+            active = alarms = 0
+            for k in range(8):
+                d = 8 * g - 7 + k
+                if presence.get(d):
+                    active |= 1 << k
+                if alarmed(d):
+                    alarms |= 1 << k
+            o[oid_of(COL_GROUP_NUMBER, g)] = ("i", g)
+            o[oid_of(COL_GROUP_ACTIVE, g)] = ("i", active)
+            o[oid_of(COL_GROUP_ALARMS, g)] = ("i", alarms)
 
     def value(self, oid):
         """The integer served for oid, or None when the unit has no such object (tests)."""
