@@ -41,7 +41,7 @@ from drivers.ntcip_objects import (
     COL_ALARMS, COL_REPORTED_ALARMS, COL_GROUP_ACTIVE, COL_VOLUME, COL_OCCUPANCY, COL_PED_ALARMS,
     THRESHOLDS, vehicle_detector, status_group, volume_occupancy, ped_detector, ped_status_group,
     name_of, dotted)
-from drivers.ntcip_session import SnmpSession, classify, OK, ABSENT, WRONG_TYPE
+from drivers.ntcip_session import SnmpSession, Response, classify, OK, ABSENT, WRONG_TYPE
 
 # detectorOccupancy: 0-200 in 0.5 % steps, 210-217 fault codes.
 OCCUPANCY_FAULTS = {210: DEV_OTHER | (0x02 << ALARM_SHIFT),     # max presence
@@ -187,6 +187,9 @@ class NtcipDetectorPoller:
         """GET oids (those known absent left out); a Response whose values hold what came
         back, or None when the unit did not answer (counted, all detectors STALE)."""
         oids = [o for o in oids if o not in self.skip]
+        if not oids:                     # nothing the unit has is left to ask
+            now = self.clock()
+            return Response(now, now)
         while True:
             self.counters["polls"] += 1
             r = await self.session.get(oids)
@@ -336,12 +339,14 @@ class NtcipDetectorPoller:
                 self.skip.update((vehicle_detector(COL_ALARMS, d),
                                   vehicle_detector(COL_REPORTED_ALARMS, d),
                                   volume_occupancy(COL_VOLUME, d), volume_occupancy(COL_OCCUPANCY, d)))
+                self.skip.update(vehicle_detector(col, d) for _, col, _, _ in THRESHOLDS)
             if n_grp is not None and (d - 1) // 8 + 1 > n_grp:
                 self.skip.add(status_group(COL_GROUP_ACTIVE, (d - 1) // 8 + 1))
         if self.ped_mode == "pedestrian":
             for d in self.ped_detectors:
                 if d > n_ped:
                     self.skip.add(ped_detector(COL_PED_ALARMS, d))
+                    self.skip.update(ped_detector(col, d) for _, _, col, _ in THRESHOLDS)
                 if (d - 1) // 8 + 1 > n_ped_grp:
                     self.skip.add(ped_status_group(COL_GROUP_ACTIVE, (d - 1) // 8 + 1))
         for p in problems:
@@ -378,7 +383,14 @@ class NtcipDetectorPoller:
     async def _apply_sets(self):
         """SET what the operator asked for where the unit differs, read it back, report it."""
         for key in sorted(self.cfg.set):
+            # Detectors discovery found beyond the unit are left out (and named), so that
+            # one of them does not get the whole all-or-nothing SET refused.
             targets = self._set_targets(key)
+            missing = [name_of(o) for o, _ in targets if o in self.skip]
+            targets = [(o, x) for o, x in targets if o not in self.skip]
+            if missing:
+                self.log("warning", "ntcip set %s: not on the unit: %s" % (key, ", ".join(missing)),
+                         source=self.source)
             if not targets:
                 continue
             before = await self._get([o for o, _ in targets])

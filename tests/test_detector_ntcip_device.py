@@ -388,3 +388,14 @@ def test_emulator_getbulk_ends_in_end_of_mib_view_and_sets_are_all_or_nothing(em
     assert (bad_set.error, bad_set.index) == ("wrongValue", 2)
     assert good_set.error is None and emu.thresholds == {("v", COL_NO_ACTIVITY, 1): 5}
     assert (refused.error, refused.index) == ("notWritable", 1)
+
+
+def test_set_leaves_out_detectors_beyond_the_unit_and_names_them(unit):
+    u = unit({"detectors": 2}, detectors={1: 1, 2: 2, 3: 3}, set={"max_presence_min": 4})
+    u.run_until(lambda u: u.poller.stats()["set"])
+    assert u.poller.stats()["set"]["max_presence_min"] == {
+        "asked": {"vehicleDetectorMaxPresence.1": 4, "vehicleDetectorMaxPresence.2": 4},
+        "read_back": {"vehicleDetectorMaxPresence.1": 4, "vehicleDetectorMaxPresence.2": 4},
+        "result": "applied"}
+    assert "ntcip set max_presence_min: not on the unit: vehicleDetectorMaxPresence.3" \
+        in u.lines()
