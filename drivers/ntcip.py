@@ -50,6 +50,7 @@ OCCUPANCY_FAULTS = {210: DEV_OTHER | (0x02 << ALARM_SHIFT),     # max presence
                     216: DEV_WATCHDOG, 217: DEV_CHANGE | (0x04 << ALARM_SHIFT)}
 
 OUTAGE_POLLS = 3        # failed polls in a row after which the unit is discovered again
+SUMMARY_S = 60.0        # the run log gets the per-object error counts of each such window
 RTT_SAMPLES = 4096      # round trips kept for stats and the bench
 
 
@@ -61,6 +62,7 @@ class NtcipDetectorPoller:
     """Polls one NTCIP 1202 unit's detector objects on a thread of its own."""
 
     session_class = SnmpSession
+    summary_s = SUMMARY_S
 
     def __init__(self, host=None, port=161, clock=monotonic_ms, log=None, config=None, **options):
         if config is None:
@@ -93,6 +95,7 @@ class NtcipDetectorPoller:
         self.next_slow = 0.0
         self.connected = False
         self.failed_polls = 0
+        self.logged_objects = {}   # per-object counts at the last summary
         self.session = None
         self.thread = None
         self.loop = None
@@ -164,7 +167,11 @@ class NtcipDetectorPoller:
             self.log("warning", "ntcip unit uses SNMP %s: its community string travels in clear "
                      "text (prefer v3 with SHA-2 and AES)" % self.cfg.version, source=self.source)
         nxt = time.monotonic()
+        next_summary = nxt + self.summary_s
         while not self.stopping.is_set():
+            if time.monotonic() >= next_summary:
+                next_summary += self.summary_s
+                self._summary()
             try:
                 if not self.connected:
                     await self.connect()
@@ -220,6 +227,20 @@ class NtcipDetectorPoller:
             if bad is not None:
                 self._object(bad, "error_status", r.error)
             return None
+
+    def _summary(self):
+        """One run-log line with each object's new problems since the last one (if any)."""
+        new = {}
+        for name, rec in list(self.objects.items()):
+            old = self.logged_objects.get(name, {})
+            d = {k: rec[k] - old.get(k, 0) for k in ("absent", "wrong_type", "bad_value",
+                                                     "error_status") if rec[k] > old.get(k, 0)}
+            if d:
+                new[name] = dict(d, oid=rec["oid"])
+            self.logged_objects[name] = dict(rec)
+        if new:
+            self.log("warning", "ntcip object errors", source=self.source,
+                     window_s=self.summary_s, objects=new)
 
     def _answered(self, r):
         self.counters["responses"] += 1

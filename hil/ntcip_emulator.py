@@ -84,7 +84,7 @@ class NtcipEmulator:
                  vo_period_s=1, seed=1, ped_detectors=0, delay_ms=0, jitter_ms=0,
                  v1_errors="rfc1157", v3_user=None, v3_auth_key=None, v3_priv_key=None,
                  v3_auth_protocol="SHA-256", v3_priv_protocol="AES-128", columns_off=(),
-                 read_only=False):
+                 read_only=False, wrong_type=()):
         self.n = detectors
         self.n_ped = ped_detectors
         self.community = community
@@ -116,7 +116,7 @@ class NtcipEmulator:
         self.drop_rate = 0.0
         self.silent = False
         self.columns_off = set(columns_off)
-        self.wrong_type = set()
+        self.wrong_type = set(wrong_type)
         self.garbage = {}
         self.read_only = read_only
         self.served = {"requests": 0, "answered": 0, "dropped": 0, "undecodable": 0,

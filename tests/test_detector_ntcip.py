@@ -226,3 +226,56 @@ def test_slow_unit_feeds_the_agent_without_timeouts_or_faults(rig, delay_ms):
     assert r.faults() == []
     assert st["responses"] >= 35 and st["timeouts"] * 200 <= st["polls"], st
     assert st["rtt_ms"]["p50"] >= delay_ms
+
+
+def test_edge_agent_run_against_a_40ms_unit_logs_discovery_and_faults_nothing(tmp_path):
+    # `edge-agent run` as built from its files (no MQTT), device detectors 1-4 on site
+    # channels 2, 4, 6, 8: the field report had every detector in watchdog fault (2 s
+    # limit) 2.3 s into such a run. Three seconds: no fault, no timeout, discovery logged.
+    import io
+    import json
+    from drivers.runlog import RunLog
+    from tests.linkrig import quick_site, KID, SECRET
+    from tools.cmd_run import build_runtime
+    emu = NtcipEmulator(4, delay_ms=40)
+    port = emu.start()
+    site = quick_site()
+    (tmp_path / "site.json").write_text(json.dumps({"site": site, "detectors": [
+        {"type": "ntcip", "host": "127.0.0.1", "port": port, "source": "rack",
+         "detectors": {"1": 2, "2": 4, "3": 6, "4": 8}, "timeout_s": 0.2}]}))
+    (tmp_path / "prov.json").write_text(json.dumps({
+        "store_dir": str(tmp_path / "store"),
+        "keys": [{"kid": KID, "scheme": "hmac", "secret": SECRET}]}))
+    out = io.StringIO()
+    log = RunLog(out, json_lines=True)
+    events = []
+
+    class Events:
+        name = "events"
+
+        def start(self):
+            pass
+
+        def stop(self):
+            pass
+
+        def write(self, now, o):
+            events.extend(o.events)
+    try:
+        rt = build_runtime(str(tmp_path / "site.json"), str(tmp_path / "prov.json"),
+                           mqtt=False, log=log)
+        rt.outputs.append(Events())
+        rt.run(max_steps=30)
+        st = rt.sources[0].stats()
+    finally:
+        emu.stop()
+        log.close()
+    records = [json.loads(x) for x in out.getvalue().splitlines()]
+    ntcip = [(r["level"], r["msg"]) for r in records if r["msg"].startswith("ntcip")]
+    assert ntcip == [
+        ("warning", "ntcip unit uses SNMP v2c: its community string travels in clear text "
+                    "(prefer v3 with SHA-2 and AES)"),
+        ("info", "ntcip unit connected")]
+    assert [e for e in events if 83 <= e[1] <= 88] == []
+    assert st["timeouts"] == 0 and st["responses"] >= 20
+    assert st["device"]["max_vehicle_detectors"] == 4 and st["problems"] == []

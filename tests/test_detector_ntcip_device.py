@@ -399,3 +399,22 @@ def test_set_leaves_out_detectors_beyond_the_unit_and_names_them(unit):
         "result": "applied"}
     assert "ntcip set max_presence_min: not on the unit: vehicleDetectorMaxPresence.3" \
         in u.lines()
+
+
+def test_per_object_errors_reach_the_run_log_each_window(unit):
+    from drivers.ntcip_objects import status_group, COL_GROUP_ACTIVE
+    NtcipDetectorPoller.summary_s = 0.5
+    try:
+        u = unit({"detectors": 16, "wrong_type": {status_group(COL_GROUP_ACTIVE, 2)}},
+                 detectors={d: d for d in range(1, 17)})
+        u.run_until(lambda u: any(m == "ntcip object errors" for _, m, _ in u.log))
+    finally:
+        NtcipDetectorPoller.summary_s = 60.0
+    first = [(lv, m, f["object"], f["detail"]) for lv, m, f in u.log if m == "ntcip object wrong type"]
+    assert first == [("warning", "ntcip object wrong type", "vehicleDetectorStatusGroupActive.2",
+                      "OctetString, not an INTEGER")]
+    (summary,) = [f for _, m, f in u.log if m == "ntcip object errors"][:1]
+    assert list(summary["objects"]) == ["vehicleDetectorStatusGroupActive.2"]
+    got = summary["objects"]["vehicleDetectorStatusGroupActive.2"]
+    assert got["oid"] == "1.3.6.1.4.1.1206.4.2.1.2.4.1.2.2" and got["wrong_type"] >= 3
+    assert [r.channels for r in u.of(core.STALE)] == [list(range(9, 17))]
