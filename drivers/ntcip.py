@@ -160,8 +160,17 @@ class NtcipDetectorPoller(Discovery):
             loop.close()
 
     async def _run(self):
-        self.session = self.session_class(self.cfg, self.clock)
-        await self.session.open()
+        while not self.stopping.is_set():
+            self.session = self.session_class(self.cfg, self.clock)
+            try:
+                await self.session.open()       # resolves the host name: may fail
+                break
+            except Exception as e:
+                self.counters["driver_errors"] += 1
+                self.last_error = "open: %r" % (e,)
+                self.log("error", "ntcip unit cannot be opened", source=self.source, error=repr(e))
+                self._stale_all()
+                await asyncio.sleep(max(1.0, self.period_s))
         if self.cfg.version != "v3":
             self.log("warning", "ntcip unit uses SNMP %s: its community string travels in clear "
                      "text (prefer v3 with SHA-2 and AES)" % self.cfg.version, source=self.source)

@@ -418,3 +418,16 @@ def test_per_object_errors_reach_the_run_log_each_window(unit):
     got = summary["objects"]["vehicleDetectorStatusGroupActive.2"]
     assert got["oid"] == "1.3.6.1.4.1.1206.4.2.1.2.4.1.2.2" and got["wrong_type"] >= 3
     assert [r.channels for r in u.of(core.STALE)] == [list(range(9, 17))]
+
+
+def test_a_host_that_does_not_resolve_is_logged_and_its_detectors_are_stale():
+    log = []
+    p = NtcipDetectorPoller("no-such-host.invalid", 161, detectors={1: 1},
+                            log=lambda level, msg, **f: log.append((level, msg)))
+    p.start()
+    deadline = time.monotonic() + 10.0
+    while not p.stats()["driver_errors"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    p.stop()
+    assert ("error", "ntcip unit cannot be opened") in log
+    assert [(r.kind, r.channels) for r in p.reports()] == [(core.STALE, [1])]
