@@ -37,7 +37,7 @@ from drivers.ntcip_config import parse_ntcip
 from drivers.ntcip_discovery import Discovery
 from drivers.ntcip_objects import *          # noqa: F401,F403 (OIDs, re-exported for callers)
 from drivers.ntcip_objects import (
-    VOLUME_OCCUPANCY_SEQUENCE, COL_ALARMS, COL_REPORTED_ALARMS, COL_GROUP_ACTIVE, COL_VOLUME,
+    VOLUME_OCCUPANCY_SEQUENCE, VOLUME_OCCUPANCY_PERIOD, COL_ALARMS, COL_REPORTED_ALARMS, COL_GROUP_ACTIVE, COL_VOLUME,
     COL_OCCUPANCY, COL_PED_ALARMS, vehicle_detector, status_group, volume_occupancy, ped_detector,
     ped_status_group, name_of, dotted)
 from drivers.ntcip_session import SnmpSession, Response, classify, ABSENT, WRONG_TYPE
@@ -321,6 +321,8 @@ class NtcipDetectorPoller(Discovery):
                 oids.append(vehicle_detector(COL_REPORTED_ALARMS, d))
             for d in pdets:
                 oids.append(ped_detector(COL_PED_ALARMS, d))
+            if self.volume:
+                oids.append(VOLUME_OCCUPANCY_PERIOD)     # someone may change it at the unit
         r = await self._get(oids)
         if r is None:
             self._stale_all()
@@ -343,6 +345,10 @@ class NtcipDetectorPoller(Discovery):
                 self._emit(core.PRESENCE, rx, sample, presence, bad)
         if slow:
             self._alarms(values, vdets, pdets, rx, sample)
+            if VOLUME_OCCUPANCY_PERIOD in values:
+                period = self._integer(values, VOLUME_OCCUPANCY_PERIOD, 0, 255)
+                if period is not None:
+                    self.device["volume_period_s"] = period
         if self.volume:
             await self._volume(values, vdets, sample)
 
