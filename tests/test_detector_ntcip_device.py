@@ -431,3 +431,10 @@ def test_a_host_that_does_not_resolve_is_logged_and_its_detectors_are_stale():
     p.stop()
     assert ("error", "ntcip unit cannot be opened") in log
     assert [(r.kind, r.channels) for r in p.reports()] == [(core.STALE, [1])]
+
+
+def test_emulator_delay_and_jitter_shape_the_round_trips(unit):
+    u = unit({"delay_ms": 10, "jitter_ms": 30})
+    u.run_until(u.responses(25))
+    rtt = sorted(u.poller.rtt)
+    assert rtt[0] >= 10 and rtt[-1] - rtt[0] >= 10, rtt
