@@ -21,8 +21,9 @@ outage); the core's watchdog turns a lasting silence into a fault. An object
 the unit does not have (noSuchObject / noSuchInstance / endOfMibView, or
 noSuchName in SNMPv1, where the request is split around it and sent again),
 a value of the wrong type or out of its range is counted per object: for
-presence it makes the detectors it covers STALE; alarms, reported alarms and
-the pedestrian objects are optional, so their absence costs nothing else.
+presence it makes the detectors it covers STALE; alarms, reported alarms,
+volume, occupancy and the pedestrian alarms are optional, so their absence
+costs only their own data. Discovery and SETs: drivers/ntcip_discovery.py.
 """
 
 import asyncio
