@@ -53,14 +53,11 @@ class SerialSource(_ReportSource):
 
 
 class NtcipSource(_ReportSource):
-    """An NTCIP 1202 detector unit over SNMP (drivers.ntcip)."""
+    """An NTCIP 1202 detector unit over SNMP (drivers.ntcip; keys in drivers.ntcip_config).
+    An unknown or invalid key raises ValueError naming every problem; `log` is the run log."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, log=None):
         from drivers.ntcip import NtcipDetectorPoller
-        unit = NtcipDetectorPoller(spec["host"], port=int(spec.get("port", 161)),
-                                   community=spec.get("community", "public"),
-                                   detectors=_channel_map(spec.get("detectors"), "detectors"),
-                                   ped_detectors=_channel_map(spec.get("ped_detectors"),
-                                                              "ped_detectors"),
-                                   period_s=float(spec.get("period_s", 0.1)))
+        from drivers.ntcip_config import parse_ntcip
+        unit = NtcipDetectorPoller(config=parse_ntcip(spec), log=log)
         super().__init__(unit, unit.source)

@@ -54,19 +54,21 @@ class Report:
     ped: True when the channels are pedestrian detector channels
     channels: [channel] covered (HEARTBEAT, STALE)
     presence: {channel: bool} at src_ms; edges: [(src ms, channel, on)] in time order
-    counts: {channel: (count, occupancy permille)} over interval_ms
+    counts: {channel: (count, occupancy permille)} over interval_ms, ending at src_ms
+      (the end known to within slack_ms: a polled source learns of it late)
     faults: {channel: device fault bits}
     """
 
     __slots__ = ("source", "kind", "rx_ms", "src_ms", "ped", "channels", "presence",
-                 "edges", "counts", "interval_ms", "faults")
+                 "edges", "counts", "interval_ms", "faults", "slack_ms")
 
     def __init__(self, source, kind, rx_ms, src_ms=None, ped=False, channels=(),
-                 presence=None, edges=(), counts=None, interval_ms=0, faults=None):
+                 presence=None, edges=(), counts=None, interval_ms=0, faults=None, slack_ms=0):
         self.source, self.kind, self.rx_ms, self.src_ms = source, kind, rx_ms, src_ms
         self.ped, self.channels = ped, channels
         self.presence, self.edges = presence, edges
         self.counts, self.interval_ms, self.faults = counts, interval_ms, faults
+        self.slack_ms = slack_ms
 
     def __repr__(self):
         return "Report(%s kind %d rx %d src %s)" % (self.source, self.kind, self.rx_ms, self.src_ms)
@@ -279,11 +281,12 @@ class Detectors:
             return
         if kind == COUNTS:
             counts = r.counts or {}
+            end = self._local(src, offset, r.rx_ms, now) if src is not None else None
             for ch in counts:
                 s = self._heard(table, ch, r.source, now)
                 if s is not None:
                     c = counts[ch]
-                    s.diag.counts(c[0], c[1], r.interval_ms)
+                    s.diag.counts(c[0], c[1], r.interval_ms, end, r.slack_ms)
             return
         if kind == STATUS:
             faults = r.faults or {}

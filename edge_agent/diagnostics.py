@@ -83,6 +83,7 @@ CONDITION_NAMES = {
 
 MINUTE_MS = const(60000)
 CONTRADICTION_STRIKES = const(3)   # consecutive counts intervals before "implausible"
+EDGE_MEMORY = const(16)            # recent on-edge times kept to check a counts window against
 
 
 def device_conditions(bits):
@@ -115,7 +116,8 @@ class Diagnosis:
                  "restore", "max_per_hour", "fed", "stale_reported", "last_rx", "presence_rx",
                  "presence_reports",
                  "last_activity", "ring", "ring_i", "cond", "latched", "fault_since",
-                 "clear_since", "strikes", "on_seen", "presence_fed", "last_count")
+                 "clear_since", "strikes", "on_seen", "presence_fed", "last_count",
+                 "edge_times", "edge_i")
 
     def __init__(self, det, ped, now):
         self.channel = det.channel
@@ -142,6 +144,8 @@ class Diagnosis:
         self.on_seen = False           # an on-edge seen since the last counts report
         self.presence_fed = False
         self.last_count = None         # (count, occupancy permille) of the last counts report
+        self.edge_times = [None] * EDGE_MEMORY   # the last on-edges (local ms), a ring
+        self.edge_i = 0
 
     @property
     def failed(self):
@@ -168,8 +172,10 @@ class Diagnosis:
         if presence:
             self.presence_rx = now
             self.presence_reports = True
-        if self.cond & C_STALE or self.stale_reported:
-            # Silence was the link's fault, not the road's: no-activity restarts.
+        if self.cond & C_STALE:
+            # A silence long enough to trip the watchdog was the link's fault, not the
+            # road's: no-activity restarts. A STALE report alone (one lost poll) does not
+            # restart it, or occasional timeouts would keep no-activity from ever firing.
             if self.last_activity < now:
                 self.last_activity = now
         self.fed = True
@@ -188,6 +194,8 @@ class Diagnosis:
         if t > self.last_activity:
             self.last_activity = t
         self.on_seen = True
+        self.edge_times[self.edge_i] = t
+        self.edge_i = (self.edge_i + 1) % EDGE_MEMORY
         ring = self.ring
         if ring is not None:
             size = len(ring)
@@ -200,8 +208,24 @@ class Diagnosis:
         self.cond = (self.cond & ~(C_OPEN | C_SHORTED | C_DEV_WATCHDOG | C_DEV_CHANGE | C_DEV_OTHER)) \
             | device_conditions(bits)
 
-    def counts(self, count, occupancy, interval_ms):
-        """A volume/occupancy report: count of vehicles, occupancy in permille, interval."""
+    def _edges_between(self, lo, hi):
+        """True if an on-edge is remembered in (lo, hi]; None if the memory does not reach lo."""
+        oldest = None
+        for t in self.edge_times:
+            if t is None:
+                continue
+            if lo < t <= hi:
+                return True
+            if oldest is None or t < oldest:
+                oldest = t
+        if self.edge_times[self.edge_i] is not None and oldest > lo:
+            return None            # the ring is full and newer than the window: unknown
+        return False
+
+    def counts(self, count, occupancy, interval_ms, end=None, slack=0):
+        """A volume/occupancy report: count of vehicles, occupancy in permille, interval,
+        and (when the source says when its interval ended) that end in local ms, known to
+        within `slack` ms."""
         cond = self.cond & ~(C_COUNT_RATE | C_OVERCOUNT | C_IMPLAUSIBLE)
         self.last_count = (count, occupancy)
         if interval_ms <= 0 or count < 0 or occupancy < 0 or occupancy > 1000:
@@ -215,9 +239,19 @@ class Diagnosis:
                 cond |= C_COUNT_RATE
             contradiction = ((count > 0 and occupancy == 0)
                              or (occupancy == 1000 and count > 1))
-            if self.presence_fed:
-                # Our own presence picture of the same interval against the counts:
-                # vehicles counted but no on-edge seen, or the other way round.
+            if self.presence_fed and end is not None:
+                # Our own on-edges of the same window against the counts: vehicles counted
+                # but no on-edge that could lie in the window, or none counted though an
+                # on-edge surely lies in it.
+                start = end - interval_ms
+                if count > 0:
+                    contradiction = contradiction or self._edges_between(start - slack,
+                                                                         end + slack) is False
+                else:
+                    contradiction = contradiction or bool(
+                        self._edges_between(start + slack, end - slack))
+            elif self.presence_fed:
+                # No end given: the interval is the time since the last counts report.
                 contradiction = contradiction or (count > 0) != self.on_seen
             self.strikes = self.strikes + 1 if contradiction else 0
             if self.strikes >= CONTRADICTION_STRIKES:

@@ -1,4 +1,4 @@
-"""Detector cards: frame parse throughput and emulator-write to core-input latency over a pty."""
+"""Detector cards and NTCIP units: parse throughput, pty latency, SNMP poll round trip, timeouts, edge latency."""
 
 import os
 import random
@@ -20,6 +20,11 @@ def add_arguments(p):
     p.add_argument("--rate", type=int, default=50, help="presence frames per second (default 50)")
     p.add_argument("--baud", type=int, default=115_200, help="emulated line speed (default 115200)")
     p.add_argument("--channels", type=int, default=16, help="card channels (default 16)")
+    p.add_argument("--ntcip-seconds", type=float, default=8.0,
+                   help="length of each NTCIP run (default 8 s per delay)")
+    p.add_argument("--ntcip-delays", default="0,20,40,80",
+                   help="NTCIP unit response delays in ms (default 0,20,40,80)")
+    p.add_argument("--only", choices=("serial", "ntcip"), help="run one half only")
 
 
 def sample_stream(n, channels=16, seed=1):
@@ -113,6 +118,15 @@ def bench_latency(seconds=5.0, rate=50, baud=115_200, channels=16):
 
 
 def run(args):
+    if args.only != "ntcip":
+        run_serial(args)
+    if args.only != "serial":
+        from tools import ntcip_figures
+        ntcip_figures.run([int(x) for x in args.ntcip_delays.split(",")], args.ntcip_seconds)
+    return 0
+
+
+def run_serial(args):
     res = bench_parse(args.frames, args.channels)
     print("parse: %d presence frames (%d channels, 0-4 edges), %.1f MB"
           % (res["frames"], args.channels, res["bytes"] / 1e6))
@@ -127,4 +141,3 @@ def run(args):
     if lat["errors"]:
         print("  line errors: %r" % (lat["errors"],))
     print("  (a report then waits for the next 100 ms control step: add 0-100 ms to reach the controller)")
-    return 0

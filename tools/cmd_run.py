@@ -76,7 +76,7 @@ def link_policy(d):
         raise SetupError("link: loss_s, stable_s and holdover_s must be numbers of seconds")
 
 
-def make_sources(specs, site_dict):
+def make_sources(specs, site_dict, log=None):
     """Detector sources from "sim:<scenario>[:seed]" strings and config objects."""
     sources = []
     for spec in specs:
@@ -102,7 +102,10 @@ def make_sources(specs, site_dict):
             sources.append(SerialSource(spec))
         elif kind == "ntcip":
             from drivers.sources import NtcipSource
-            sources.append(NtcipSource(spec))
+            try:
+                sources.append(NtcipSource(spec, log=log))
+            except ValueError as e:
+                raise SetupError("detectors: %s" % e)
         else:
             raise SetupError("detectors: unknown source type %r (sim, serial, ntcip)" % (kind,))
     return sources
@@ -143,7 +146,8 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
             link_cfg = parse_link_config(section, os.path.dirname(os.path.abspath(provision)))
         except ValueError as e:
             raise SetupError("provisioning %s:\n  %s" % (provision, e))
-    sources = make_sources(list(opts.get("detectors") or []) + list(detectors), site_dict)
+    sources = make_sources(list(opts.get("detectors") or []) + list(detectors), site_dict,
+                           log=log)
     if reset_input:
         from drivers.reset_input import ResetInput
         sources.append(ResetInput(reset_input))
