@@ -38,10 +38,13 @@ $(VENV)/.dev: pyproject.toml $(VENV)/bin/python
 	npm install --silent --no-audit --no-fund --prefix .mpy $(MPY_PKG)
 	touch $@
 
-# Debian packages the integration tests use (real broker on loopback).
+# Debian packages the integration tests use: a real broker on loopback, and
+# Chromium with its driver for the front panel's browser test.
 .system-deps:
-	command -v mosquitto >/dev/null || command -v /usr/sbin/mosquitto >/dev/null || \
-	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto)
+	(command -v mosquitto >/dev/null || command -v /usr/sbin/mosquitto >/dev/null) && \
+	  command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    mosquitto chromium chromium-driver)
 	touch $@
 
 clean:

@@ -30,9 +30,12 @@ from drivers.telemetry import DetectorActivity, Lateness, phase_view
 from drivers.topics import dumps, parse_heartbeat
 from edge_agent import __version__
 from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_RUN, MODE_STARTUP_ALL_RED,
-                              MODE_STARTUP_FLASH, RESET_LOCAL_COMMAND, RESET_SOURCES)
+                              MODE_STARTUP_FLASH, RESET_LOCAL_COMMAND, RESET_PANEL,
+                              RESET_SOURCES)
 from edge_agent.envelope import Verifier
-from edge_agent.events import BOOT_PLAN, FLASH_RESET, FLASH_RESET_REFUSED
+from edge_agent.events import (BOOT_PLAN, FLASH_RESET, FLASH_RESET_REFUSED, LOCAL_CONTROL_HELD,
+                               MANUAL_PED_CALL, MANUAL_VEHICLE_CALL)
+from edge_agent.events import name as event_name
 from edge_agent.monitor import Fault, FAULT_NAMES
 from edge_agent.supervisor import SOURCE_CENTRAL, CentralPlan, LinkPolicy
 
@@ -45,11 +48,14 @@ class RuntimeConfig:
 
     __slots__ = ("step_ms", "telemetry_s", "policy", "messages_per_step", "switch_interval_s",
                  "events_capacity", "reported_min_s", "fsync", "lateness_file",
-                 "control_socket", "allow_trip")
+                 "control_socket", "allow_trip", "panel", "panel_password_hash")
 
     def __init__(self, step_ms=100, telemetry_s=1.0, policy=None, messages_per_step=250,
                  switch_interval_s=0.001, events_capacity=200_000, reported_min_s=0.5,
-                 fsync=True, lateness_file=None, control_socket=None, allow_trip=False):
+                 fsync=True, lateness_file=None, control_socket=None, allow_trip=False,
+                 panel=None, panel_password_hash=None):
+        self.panel = panel                      # (host, port) of the front panel, or None
+        self.panel_password_hash = panel_password_hash
         self.lateness_file = lateness_file      # every step's (unix s, lateness ms), at exit
         self.control_socket = control_socket    # the local command socket's path (None: off)
         self.allow_trip = allow_trip            # HIL rigs only: "trip" on the local socket
@@ -138,6 +144,13 @@ class Runtime:
         if self.cfg.control_socket:
             from drivers.local_control import LocalControl
             self.control = LocalControl(self.cfg.control_socket, self.log, self.cfg.allow_trip)
+        self.panel = None
+        self.local_until = None
+        if self.cfg.panel:
+            from drivers.panel import Panel
+            host, port = self.cfg.panel
+            self.panel = Panel(host, port, self.cfg.panel_password_hash, self.log,
+                               "%s %s" % (site.intersection, site.name))
         self.outbox = EventOutbox(os.path.join(prov.store_dir, "events"),
                                   capacity=self.cfg.events_capacity, fsync=self.cfg.fsync)
         self.outbox.put([(0, BOOT_PLAN, BOOT_SOURCES.get(boot.source, 3))],
@@ -199,6 +212,8 @@ class Runtime:
     def _start(self):
         if self.control is not None:
             self.control.start()
+        if self.panel is not None:
+            self.panel.start()
         self.outbox.start()
         self.intake.start()
         for s in self.sources:
@@ -222,6 +237,8 @@ class Runtime:
         self.outbox.stop()
         if self.control is not None:
             _quiet(self.control.stop)
+        if self.panel is not None:
+            _quiet(self.panel.stop)
         if self.late_log is not None:
             try:
                 with open(self.cfg.lateness_file, "w") as f:
@@ -264,7 +281,16 @@ class Runtime:
                 latched = self.agent.status(now)["fault"]
             elif r.cmd == "trip":
                 inputs.external_fault = "fault injected on the local socket: %s" % r.detail
+        actions = self.panel.take() if self.panel is not None else ()
+        done = [self._panel_action(a, now, inputs) for a in actions]
+        if any(a.action == "flash-reset" for a in actions) and latched is None:
+            latched = self.agent.status(now)["fault"]
+        if self.local_until is not None and now >= self.local_until:
+            self.local_until = None
+        inputs.local_until_ms = self.local_until
         out = self.agent.step(now, inputs)
+        if done:
+            out.events.extend(e for e in done if e is not None)
         # The latch is on disk before the flash reaches the load switches: a
         # power cut a moment later still boots into flash.
         self._guard("latch", self._persist_latch, out)
@@ -272,6 +298,10 @@ class Runtime:
             self._guard("output", o.write, now, out)
         for r in requests:
             self._answer(r, now, out, latched)
+        for a in actions:
+            self._answer_action(a, now, out, latched)
+        if self.panel is not None:
+            self._guard("panel", self._publish_panel, now, out, wall_ms)
         self.out = out
         self.step_no += 1
         self.outbox.put(out.events, wall_ms)
@@ -309,6 +339,61 @@ class Runtime:
                      % (left / 1000)})
         else:
             r.reply({"ok": False, "error": "no latched fault: the unit is not in fault flash"})
+
+    # -- the front panel --------------------------------------------------------------------
+
+    def _panel_action(self, a, now, inputs):
+        """Feed a technician's action into this step's inputs; returns its event or None."""
+        site = self.site
+        if a.action == "flash-reset":
+            inputs.flash_reset = RESET_PANEL
+            return None
+        if a.action == "vehicle-call":
+            dets = [d for d in site.detectors if d.phase == a.phase]
+            if not dets:
+                return None
+            ch = ([d for d in dets if d.locking] or dets)[0].channel
+            inputs.pulses = _merged(inputs.pulses, ch, 1)
+            return (now, MANUAL_VEHICLE_CALL, a.phase)
+        if a.action == "ped-call":
+            dets = [d for d in site.ped_detectors if d.phase == a.phase]
+            if not dets:
+                return None
+            inputs.peds = _merged(inputs.peds, dets[0].channel, True)
+            return (now, MANUAL_PED_CALL, a.phase)
+        if a.action == "local-control":
+            self.local_until = now + int(a.minutes * 60000)
+            return (now, LOCAL_CONTROL_HELD, int(round(a.minutes)))
+        return None
+
+    def _answer_action(self, a, now, out, latched):
+        site = self.site
+        if a.action == "flash-reset":
+            if any(code == FLASH_RESET for _, code, _ in out.events):
+                a.reply({"ok": True, "message": "flash reset; cleared: %s"
+                         % (latched or {}).get("detail", "")})
+            elif any(code == FLASH_RESET_REFUSED for _, code, _ in out.events):
+                a.reply({"ok": False, "error": "minimum flash time: %.1f s still to run"
+                         % (self.agent.flash_remaining(now) / 1000)})
+            else:
+                a.reply({"ok": False, "error": "no latched fault: the unit is not in fault flash"})
+        elif a.action == "vehicle-call":
+            ok = any(d.phase == a.phase for d in site.detectors)
+            a.reply({"ok": True, "message": "vehicle call on phase %d" % a.phase} if ok else
+                    {"ok": False, "error": "phase %d has no vehicle detector" % a.phase})
+        elif a.action == "ped-call":
+            ok = any(d.phase == a.phase for d in site.ped_detectors)
+            a.reply({"ok": True, "message": "pedestrian call on phase %d" % a.phase} if ok else
+                    {"ok": False, "error": "phase %d has no push button" % a.phase})
+        else:
+            a.reply({"ok": True, "message": "local control for %s min" % a.minutes})
+        self.log("warning" if a.action == "flash-reset" else "info",
+                 "front panel action", action=a.action, phase=a.phase, minutes=a.minutes)
+
+    def _publish_panel(self, now, out, wall_ms):
+        when = _local_iso(wall_ms)
+        named = [(when, ms, code, param, event_name(code)) for ms, code, param in out.events]
+        self.panel.publish(self.agent.status(now), named)
 
     def _guard(self, what, fn, *args):
         try:
@@ -524,6 +609,20 @@ class NullLog:
 
     def limited(self, key, level, msg, **fields):
         pass
+
+
+def _merged(d, key, value):
+    out = dict(d or {})
+    out[key] = value
+    return out
+
+
+def _local_iso(wall_ms):
+    """Wall time in the unit's local zone, with its offset, to the millisecond."""
+    t = time.localtime(wall_ms / 1000)
+    off = t.tm_gmtoff
+    return "%s.%03d%s%02d:%02d" % (time.strftime("%Y-%m-%dT%H:%M:%S", t), wall_ms % 1000,
+                                   "+" if off >= 0 else "-", abs(off) // 3600, abs(off) % 3600 // 60)
 
 
 def _stats(s):

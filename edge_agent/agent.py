@@ -55,14 +55,18 @@ class Inputs:
         from (RESET_LOCAL_COMMAND, RESET_HARDWIRED, RESET_PANEL); never central
     external_fault: a sentence when something outside the core saw a fault the
         cabinet answers with flash (the MMU's own fault, a rig's fault injector)
+    local_until_ms: a technician on site holds the unit on its local plan
+        until this monotonic ms (the front panel's "local control for ...")
     """
     __slots__ = ("detectors", "pulses", "peds", "reports", "force_off", "hold",
-                 "omit", "flash_reset", "external_fault", "wall_ms", "link_up",
+                 "omit", "flash_reset", "external_fault", "local_until_ms", "wall_ms",
+                 "link_up",
                  "heartbeat", "central_plan", "hold_central_ms")
 
     def __init__(self, detectors=None, pulses=None, peds=None, reports=None,
                  force_off=0, hold=0, omit=0, flash_reset=RESET_NONE,
-                 external_fault=None, wall_ms=None, link_up=None, heartbeat=False, central_plan=None,
+                 external_fault=None, local_until_ms=None, wall_ms=None, link_up=None,
+                 heartbeat=False, central_plan=None,
                  hold_central_ms=None):
         self.detectors = detectors
         self.pulses = pulses
@@ -78,6 +82,7 @@ class Inputs:
         self.omit = omit
         self.flash_reset = flash_reset
         self.external_fault = external_fault
+        self.local_until_ms = local_until_ms
 
 
 NO_INPUTS = Inputs()
@@ -247,21 +252,48 @@ class Agent:
         return vehicle, [PED_DARK] * (MAX_PHASES + 1)
 
     def status(self, now):
-        """A snapshot for the runtime, telemetry, panel and rig: plain, JSON-ready values."""
+        """The one door out: a snapshot for the runtime, telemetry, panel and rig.
+
+        Plain, JSON-ready values only, so no reader depends on the shape of
+        the controller, detectors, supervisor or monitor inside.
+        """
         c, sup, fault = self.controller, self.supervisor, self.monitor.fault
-        veh, ped = (c.vehicle_indications(), c.ped_indications()) if self.mode == MODE_RUN \
-            else (self._all_red() if self.mode == MODE_STARTUP_ALL_RED else self._flash())
+        if self.mode == MODE_RUN:
+            veh, ped = c.vehicle_indications(), c.ped_indications()
+        elif self.mode == MODE_STARTUP_ALL_RED:
+            veh, ped = self._all_red()
+        else:
+            veh, ped = self._flash()
+        plan = c.plan
         phases = {}
         for p in self.site.phases:
             b = 1 << p
-            phases[p] = {"vehicle": VEHICLE_LETTERS[veh[p]], "ped": PED_LETTERS[ped[p]],
-                         "call": bool(c.calls & b), "ped_call": bool(c.ped_call & b)}
+            e = {"vehicle": VEHICLE_LETTERS[veh[p]], "call": bool(c.calls & b)}
+            if self.site.has_ped[p]:
+                e["ped"] = PED_LETTERS[ped[p]]
+                e["ped_call"] = bool(c.ped_call & b)
+            if self.mode == MODE_RUN:
+                e.update(c.timers(p, now))
+            phases[p] = e
+        coord = None
+        k = c.coord
+        if k is not None and self.mode == MODE_RUN and k.entered:
+            coord = {"cycle_s": plan.coord.cycle / 1000, "offset_s": plan.coord.offset / 1000,
+                     "cycle_timer_s": (now - k.cycle_start) / 1000,
+                     "cycle_length_s": k.length / 1000, "correction_s": k.adjust / 1000}
         return {
             "ms": now, "mode": MODE_NAMES[self.mode], "mode_since_ms": self.mode_since,
-            "plan": {"id": c.plan.id, "source": sup.source,
+            "plan": {"id": plan.id, "source": sup.source,
                      "pending": c.pending.id if c.pending is not None else None},
-            "link_up": sup.link_up,
+            "link": {"healthy": sup.link_up, "connected": sup.connected,
+                     "heartbeat_age_ms": (now - sup.last_heartbeat
+                                          if sup.last_heartbeat is not None else None)},
             "fault": fault.to_dict() if fault is not None else None,
             "flash_remaining_ms": self.flash_remaining(now),
+            "rings": [list(r) for r in self.site.rings],
+            "barriers": [list(g) for g in self.site.groups],
+            "barrier_group": c.group + 1,
             "phases": phases,
+            "coordination": coord,
+            "detectors": self.detectors.status(now),
         }

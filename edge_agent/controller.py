@@ -31,6 +31,8 @@ I_RED_CLEAR = const(3)
 
 NO_RING = const(-1)
 
+INTERVAL_NAMES = ("red", "green", "yellow", "red_clear")
+
 
 class Controller:
     """Phase and ring state of one intersection under one active plan."""
@@ -126,6 +128,19 @@ class Controller:
             elif i == I_YELLOW:
                 out[p] = YELLOW
         out[0] = 0
+        return out
+
+    def timers(self, p, now):
+        """Phase p's interval and what is left of its timers (ms), for status views."""
+        i = self.interval[p]
+        out = {"interval": INTERVAL_NAMES[i], "elapsed_ms": now - self.since[p]}
+        if i == I_GREEN:
+            out["min_left_ms"] = max(0, self.min_end[p] - now)
+            out["gap_left_ms"] = max(0, self.gap_end[p] - now)
+            if self.max_end[p] >= 0:
+                out["max_left_ms"] = max(0, self.max_end[p] - now)
+            if self.ped[p] == WALK or self.ped[p] == PED_CLEAR:
+                out["ped_left_ms"] = max(0, self.ped_end[p] - now)
         return out
 
     def ped_indications(self):

@@ -63,6 +63,9 @@ PLAN_PENDING = const(202)           # a new plan waits for its safe point
 PLAN_ACTIVATED = const(203)         # the pending plan took effect
 STARTUP_ALL_RED = const(204)        # start-up flash over, all-red begins
 FLASH_RESET_REFUSED = const(205)    # a reset before the minimum flash time (param: where from)
+MANUAL_VEHICLE_CALL = const(206)    # a technician's call from the front panel (param: phase)
+MANUAL_PED_CALL = const(207)        # a technician's ped call from the front panel (param: phase)
+LOCAL_CONTROL_HELD = const(208)     # a technician put the unit in local control (param: minutes)
 LINK_DOWN = const(210)              # central link lost (heartbeat silent or broker gone)
 LINK_UP = const(211)                # central link healthy and stable again
 CENTRAL_PLAN_EXPIRED = const(212)   # param: the expired plan's version
@@ -95,7 +98,9 @@ NAMES = {
     150: "coord cycle state change", 151: "coordinated phase yield point",
     173: "unit flash status",
     200: "monitor fault", 201: "flash reset", 202: "plan pending",
-    203: "plan activated", 204: "start-up all-red", 205: "flash reset refused", 210: "central link down",
+    203: "plan activated", 204: "start-up all-red", 205: "flash reset refused",
+    206: "manual vehicle call (panel)", 207: "manual ped call (panel)",
+    208: "local control held (panel)", 210: "central link down",
     211: "central link up", 212: "central plan expired", 213: "central plan requested",
     214: "local plan requested", 250: "events lost (outbox full)", 251: "boot plan source",
     252: "unit start",

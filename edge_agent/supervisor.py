@@ -77,7 +77,11 @@ class Supervisor:
                 and inputs.wall_ms >= c.expires_ms:
             log.append((now, ev.CENTRAL_PLAN_EXPIRED, c.version))
             self.central = c = None
-        if c is not None and self.link_up:
+        forced_local = inputs.local_until_ms is not None and now < inputs.local_until_ms
+        if forced_local:
+            # A technician on site put the unit in local control for a while.
+            source, plan = SOURCE_LOCAL, self.site.fallback_plan
+        elif c is not None and self.link_up:
             source, plan = SOURCE_CENTRAL, c.plan
         elif c is not None and self.source == SOURCE_CENTRAL and self.lost_at is not None \
                 and (now - self.lost_at < pol.holdover_ms

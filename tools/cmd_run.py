@@ -43,6 +43,9 @@ def register(sub):
                    help="the local command socket (default: control.sock in the store directory)")
     p.add_argument("--reset-input", metavar="FILE",
                    help="the cabinet's hardwired flash-reset input as a GPIO value file (0/1)")
+    p.add_argument("--panel", metavar="ADDR:PORT", nargs="?", const="127.0.0.1:8080",
+                   help="serve the local front panel (default 127.0.0.1:8080; password from "
+                        "the provisioning file's panel.password_hash)")
     p.add_argument("--allow-fault-injection", action="store_true",
                    help="HIL rigs only: accept 'trip' on the local socket to latch a test fault")
     p.set_defaults(func=cmd_run)
@@ -111,9 +114,23 @@ def make_sources(specs, site_dict, log=None):
     return sources
 
 
+def parse_panel(spec):
+    """(host, port) from "ADDR:PORT" (port 0: a free one), or None."""
+    if not spec:
+        return None
+    host, _, port = spec.rpartition(":")
+    try:
+        port = int(port)
+    except ValueError:
+        port = -1
+    if not host or not 0 <= port <= 65535:
+        raise SetupError("--panel %r: expected ADDR:PORT, e.g. 127.0.0.1:8080" % spec)
+    return host, port
+
+
 def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log=None,
                   config_overrides=None, control_socket=None, reset_input=None,
-                  allow_trip=False):
+                  allow_trip=False, panel=None):
     """The Runtime for a config file and a provisioning file (also used by tests and benches)."""
     site_dict, opts = load_config(config)
     if config_overrides:
@@ -134,7 +151,8 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
                         lateness_file=rt_opts.get("lateness_file"),
                         control_socket=control_socket or os.path.join(prov.store_dir,
                                                                       "control.sock"),
-                        allow_trip=allow_trip)
+                        allow_trip=allow_trip, panel=parse_panel(panel),
+                        panel_password_hash=(prov.raw.get("panel") or {}).get("password_hash"))
     link_cfg = None
     if mqtt:
         from drivers.mqtt_link import parse_link_config
@@ -164,7 +182,8 @@ def cmd_run(args):
     try:
         rt = build_runtime(args.config, args.provision, args.detectors, not args.no_mqtt,
                            args.console, log, control_socket=args.control_socket,
-                           reset_input=args.reset_input, allow_trip=args.allow_fault_injection)
+                           reset_input=args.reset_input, allow_trip=args.allow_fault_injection,
+                           panel=args.panel)
     except SetupError as e:
         log.close()
         print("edge-agent run: %s" % e, file=sys.stderr)
