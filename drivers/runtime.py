@@ -106,11 +106,11 @@ class Runtime:
         self.step_no = 0
         self.now = 0
         self.out = None
+        self.status = None                # Agent.status of the last step: the one door out
         self.stopping = False
         self.late = Lateness()
         self.late_log = [] if self.cfg.lateness_file else None
         self.activity = DetectorActivity()
-        self.plans = []                   # [(plan, version)] offered to the core, newest last
         self.boot_offer = None
         self.last_result = None
         self.state_key = None
@@ -305,7 +305,8 @@ class Runtime:
         self.out = out
         self.step_no += 1
         self.outbox.put(out.events, wall_ms)
-        self.activity.sample(self.agent.detectors)
+        self.status = self.agent.status(now)
+        self.activity.sample(self.status["detectors"])
         if link is not None:
             self._guard("publish", self._publish, now, out)
         return out
@@ -458,8 +459,6 @@ class Runtime:
         exp = accepted.expires_at
         offer = CentralPlan(accepted.plan, accepted.version,
                             None if exp is None else int(exp * 1000))
-        self.plans.append((accepted.plan, accepted.version))
-        del self.plans[:-4]
         return offer
 
     def _result(self, r, now):
@@ -505,11 +504,11 @@ class Runtime:
 
     def active_plan(self):
         """(version or None, plan id, "central" or "local") of the plan the controller runs."""
-        plan = self.agent.controller.plan
-        for p, v in reversed(self.plans):
-            if p is plan:
-                return v, plan.id, SOURCE_CENTRAL
-        return None, plan.id, "local"
+        if self.status is None:
+            plan = self.boot_offer.plan if self.boot_offer is not None else self.site.fallback_plan
+            return None, plan.id, "local"
+        p = self.status["plan"]
+        return p["version"], p["id"], p["source"]
 
     def _context(self):
         out = self.out
@@ -534,10 +533,9 @@ class Runtime:
                       "problems": [{"what": w, "reason": r, "message": m}
                                    for w, r, m in self.boot.events]},
              "last": None}
-        pending = self.agent.controller.pending
-        if pending is not None:
-            d["pending"] = {"id": pending.id,
-                            "version": next((v for p, v in self.plans if p is pending), None)}
+        plan = self.status["plan"] if self.status is not None else {}
+        if plan.get("pending") is not None:
+            d["pending"] = {"id": plan["pending"], "version": plan["pending_version"]}
         r = self.last_result
         if r is not None:
             d["last"] = {"result": r.status, "version": r.version, "at": round(r.at, 3)}
@@ -571,23 +569,22 @@ class Runtime:
     def telemetry(self, now, out):
         """The telemetry message (a dict; the link thread serialises it)."""
         site = self.site
-        agent = self.agent
+        st = self.status
         chans = [d.channel for d in site.detectors]
         counts, occ = self.activity.take(chans)
         version, pid, source = self.active_plan()
-        sup = agent.supervisor
+        link = st["link"]
         return {
             "ts": round(self.wall_clock(), 3), "step": self.step_no, "ms": now,
             "mode": mode_name(out.mode, out.source),
             "plan": {"version": version, "id": pid, "source": source},
             "fault": out.fault,
-            "link": {"healthy": sup.link_up, "connected": sup.connected,
-                     "heartbeat_age_ms": (now - sup.last_heartbeat
-                                          if sup.last_heartbeat is not None else None),
+            "link": {"healthy": link["healthy"], "connected": link["connected"],
+                     "heartbeat_age_ms": link["heartbeat_age_ms"],
                      "hold_left_ms": (self.hold_until - now if self.hold_until else None)},
-            "phases": phase_view(site, out, agent.controller, now),
+            "phases": phase_view(st),
             "detectors": {"counts": counts, "occupancy_pct": occ,
-                          "status": agent.detectors.status(now)},
+                          "status": [_without(d, "pulses") for d in st["detectors"]]},
             "drivers": {getattr(s, "name", "source%d" % i): _stats(s)
                         for i, s in enumerate(self.sources)},
             "counters": {"input": dict(self.counters), "junk": dict(self.junk),
@@ -609,6 +606,12 @@ class NullLog:
 
     def limited(self, key, level, msg, **fields):
         pass
+
+
+def _without(d, key):
+    out = dict(d)
+    out.pop(key, None)
+    return out
 
 
 def _merged(d, key, value):

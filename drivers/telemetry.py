@@ -4,14 +4,11 @@
     late.add(ms)                 # each step: how late the loop woke
     late.summary()               # {"p50": .., "p99": .., "max": .., "n": ..}
     act = DetectorActivity()
-    act.sample(agent.detectors)  # each step: presence and on-edges per channel
+    act.sample(agent.status(now)["detectors"])  # each step: presence and on-edges
     act.take(step_ms)            # counts and occupancy over the interval, then reset
 """
 
-from edge_agent.controller import I_GREEN, I_RED, I_RED_CLEAR, I_YELLOW
-from edge_agent.indications import PED_LETTERS, VEHICLE_LETTERS
 
-INTERVAL_NAMES = {I_RED: "red", I_GREEN: "green", I_YELLOW: "yellow", I_RED_CLEAR: "red_clear"}
 
 
 def percentile(sorted_values, q):
@@ -70,13 +67,15 @@ class DetectorActivity:
         self.steps = 0
 
     def sample(self, detectors):
-        # Reads the core's detector state (presence, pulses this step) without changing it.
+        """One step of Agent.status()["detectors"]: presence and this step's pulses."""
         self.steps += 1
         counts, occ, was = self.counts, self.occupied, self.was
-        for s in detectors.states:
-            ch = s.det.channel
-            raw = s.raw
-            n = s.pulse
+        for s in detectors:
+            if s["ped"]:
+                continue
+            ch = s["channel"]
+            raw = s["presence"]
+            n = s["pulses"]
             if raw and not was.get(ch, False) and n == 0:
                 n = 1
             was[ch] = raw
@@ -94,28 +93,21 @@ class DetectorActivity:
         return counts, occ
 
 
-def phase_view(site, out, controller, now):
-    """Indications, interval timers and calls of each phase, for telemetry and status views."""
+def phase_view(status):
+    """Indications, interval timers and calls of each phase, from Agent.status, for
+    telemetry and status views (the wire names: veh, ped, interval, *_left_ms, call)."""
     phases = {}
-    for p in site.phases:
-        v = out.vehicle[p]
-        entry = {"veh": VEHICLE_LETTERS[v] if 0 <= v < len(VEHICLE_LETTERS) else "?"}
-        if site.has_ped[p]:
-            w = out.ped[p]
-            entry["ped"] = PED_LETTERS[w] if 0 <= w < len(PED_LETTERS) else "?"
-        iv = controller.interval[p]
-        if iv != I_RED:
-            entry["interval"] = INTERVAL_NAMES.get(iv, str(iv))
-            entry["elapsed_ms"] = now - controller.since[p]
-            if iv == I_GREEN:
-                entry["min_left_ms"] = max(0, controller.min_end[p] - now)
-                entry["gap_left_ms"] = max(0, controller.gap_end[p] - now)
-                if controller.max_end[p] >= 0:
-                    entry["max_left_ms"] = max(0, controller.max_end[p] - now)
-        bit = 1 << p
-        if controller.calls & bit:
+    for p, e in status["phases"].items():
+        entry = {"veh": e["vehicle"]}
+        if "ped" in e:
+            entry["ped"] = e["ped"]
+        if e.get("interval", "red") != "red":
+            for k in ("interval", "elapsed_ms", "min_left_ms", "gap_left_ms", "max_left_ms"):
+                if k in e:
+                    entry[k] = e[k]
+        if e.get("call"):
             entry["call"] = True
-        if controller.ped_call & bit:
+        if e.get("ped_call"):
             entry["ped_call"] = True
         phases[str(p)] = entry
     return phases

@@ -283,8 +283,12 @@ class Agent:
                      "cycle_length_s": k.length / 1000, "correction_s": k.adjust / 1000}
         return {
             "ms": now, "mode": MODE_NAMES[self.mode], "mode_since_ms": self.mode_since,
-            "plan": {"id": plan.id, "source": sup.source,
-                     "pending": c.pending.id if c.pending is not None else None},
+            "plan": {"id": plan.id, "version": sup.version_of(plan),
+                     "source": "central" if sup.version_of(plan) is not None else "local",
+                     "wanted": sup.source,
+                     "pending": c.pending.id if c.pending is not None else None,
+                     "pending_version": (sup.version_of(c.pending)
+                                         if c.pending is not None else None)},
             "link": {"healthy": sup.link_up, "connected": sup.connected,
                      "heartbeat_age_ms": (now - sup.last_heartbeat
                                           if sup.last_heartbeat is not None else None)},

@@ -369,6 +369,7 @@ class Detectors:
             st = s.diag.status(now)
             st["phase"] = s.det.phase
             st["presence"] = s.raw
+            st["pulses"] = s.pulse       # on-edges counted in the last step
             out.append(st)
         return out
 

@@ -35,6 +35,13 @@ class CentralPlan:
 class Supervisor:
     """Tracks link health and decides the wanted plan source each step."""
 
+    def version_of(self, plan):
+        """The central version `plan` was offered as, or None (a local plan)."""
+        for p, v in reversed(self.offered):
+            if p is plan:
+                return v
+        return None
+
     def __init__(self, site, policy=None):
         self.site = site
         self.policy = policy or LinkPolicy()
@@ -44,6 +51,7 @@ class Supervisor:
         self.link_up = False          # healthy and stable: central may control
         self.lost_at = None
         self.central = None           # CentralPlan offered by central, or None
+        self.offered = []             # [(plan, version)] of recent central offers, newest last
         self.wanted = None            # the plan last requested from the controller
         self.source = SOURCE_LOCAL
 
@@ -72,6 +80,7 @@ class Supervisor:
         offer = inputs.central_plan
         if offer is not None:
             self.central = offer
+            self.offered = (self.offered + [(offer.plan, offer.version)])[-8:]
         c = self.central
         if c is not None and c.expires_ms is not None and inputs.wall_ms is not None \
                 and inputs.wall_ms >= c.expires_ms:

@@ -32,6 +32,14 @@ class RunResult:
         """Unpacks as (measures, events)."""
         return iter((self.measures, self.events))
 
+    @property
+    def fault(self):
+        """The agent's latched monitor fault as a dict (None: none, or not an agent)."""
+        status = getattr(self.controller, "status", None)
+        if status is None:
+            return None
+        return status(self.controller.last_ms or 0)["fault"]
+
 
 def _result(sc, sim, duration_s, events, controller, interrupted=False):
     r = RunResult()

@@ -101,17 +101,19 @@ def test_panel_follows_the_agent_and_guards_the_reset(tmp_path, browser):
     try:
         wait_for(lambda: call(sock, "status")["status"]["mode"] == "run", 20, "the first green")
         browser.get("http://127.0.0.1:%d/" % port)
-        wait_for(lambda: browser.find_element(By.ID, "phase-2"), 10, "the ring diagram")
+        js = browser.execute_script          # one atomic read: the page re-renders every step
+        wait_for(lambda: js("return document.getElementById('phase-2') !== null"), 10,
+                 "the ring diagram")
         # The page follows the agent: its snapshot is never more than 0.5 s behind.
         lags = []
         for _ in range(10):
-            page_ms = int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-ms"))
+            page_ms = int(js("return document.body.dataset.ms"))
             agent_ms = call(sock, "status")["status"]["ms"]
             lags.append(agent_ms - page_ms)
             time.sleep(0.2)
         assert max(lags) <= 500, lags
         st = call(sock, "status")["status"]
-        shown = browser.find_element(By.ID, "phase-2").get_attribute("data-vehicle")
+        shown = js("return document.getElementById('phase-2').dataset.vehicle")
         assert shown == st["phases"]["2"]["vehicle"] == "G"
         assert browser.find_element(By.ID, "mode").text == "run"
         browser.save_screenshot(os.path.join(shots, "panel-idle.png"))
@@ -121,7 +123,7 @@ def test_panel_follows_the_agent_and_guards_the_reset(tmp_path, browser):
         t0 = time.monotonic()
         wait_for(lambda: browser.find_element(By.ID, "mode").text == "flash", 2, "flash on the page")
         assert time.monotonic() - t0 <= 0.5 + 0.3      # the poll above ticks at 50 ms
-        assert browser.find_element(By.ID, "phase-2").get_attribute("data-vehicle") == "r"
+        assert js("return document.getElementById('phase-2').dataset.vehicle") == "r"
         time.sleep(1.1)                                  # the card's minimum flash (1.0 s)
         browser.save_screenshot(os.path.join(shots, "panel-flash.png"))
 
@@ -139,12 +141,12 @@ def test_panel_follows_the_agent_and_guards_the_reset(tmp_path, browser):
         wait_for(lambda: browser.find_element(By.ID, "mode").text in ("startup-all-red", "run"),
                  2, "start-up after the reset")
         wait_for(lambda: call(sock, "status")["status"]["mode"] == "run", 10, "run again")
-        log = browser.find_element(By.ID, "logbody").text
+        log = js("return document.getElementById('logbody').innerText")
         assert "flash reset" in log and "monitor fault" in log
         browser.find_element(By.ID, "filter").send_keys("flash reset")
-        rows = browser.find_element(By.ID, "logbody").find_elements(By.TAG_NAME, "tr")
-        assert [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows] == ["201"]
-        assert rows[0].find_elements(By.TAG_NAME, "td")[2].text == "3"       # from the panel
+        rows = js("return Array.from(document.querySelectorAll('#logbody tr'))"
+                  ".map(r => Array.from(r.cells).map(c => c.innerText))")
+        assert [r[1:] for r in rows] == [["201", "3", "flash reset"]]      # 3: from the panel
         browser.save_screenshot(os.path.join(shots, "panel-after-reset.png"))
         from urllib.request import urlopen
         csv = urlopen("http://127.0.0.1:%d/events.csv" % port, timeout=10).read().decode()

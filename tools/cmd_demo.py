@@ -98,28 +98,31 @@ class FrontPanel:
             self.pending = (now_ms, out, agent)
 
     def line(self, now, out, agent):
-        site, c = self.site, agent.controller
+        site, st = self.site, agent.status(now)
         heads = []
         for p in site.phases:
             ped = PED_LETTERS[out.ped[p]] if site.has_ped[p] else " "
             heads.append("%d%s%s" % (p, VEHICLE_LETTERS[out.vehicle[p]], ped))
         timers = []
-        for p in phases_of(c.green | c.yellow | c.red_clear):
-            b = 1 << p
-            t = (now - c.since[p]) / 1000
-            if c.green & b:
+        for p in site.phases:
+            e = st["phases"][p]
+            iv = e.get("interval", "red")
+            if iv == "red":
+                continue
+            t = e["elapsed_ms"] / 1000
+            if iv == "green":
                 parts = ["\u00d8%d G %5.1f" % (p, t)]
-                if now < c.min_end[p]:
-                    parts.append("min %4.1f" % ((c.min_end[p] - now) / 1000))
-                parts.append("gap %3.1f" % (max(0, c.gap_end[p] - now) / 1000))
-                parts.append("max %4.1f" % (max(0, c.max_end[p] - now) / 1000) if c.max_end[p] >= 0
+                if e["min_left_ms"]:
+                    parts.append("min %4.1f" % (e["min_left_ms"] / 1000))
+                parts.append("gap %3.1f" % (e["gap_left_ms"] / 1000))
+                parts.append("max %4.1f" % (e["max_left_ms"] / 1000) if "max_left_ms" in e
                              else "max  -  ")
                 timers.append(" ".join(parts))
             else:
-                timers.append("\u00d8%d %s %4.1f" % (p, "Y" if c.yellow & b else "R", t))
-        calls = " ".join(str(p) for p in phases_of(c.calls)) or "-"
+                timers.append("\u00d8%d %s %4.1f" % (p, "Y" if iv == "yellow" else "R", t))
+        calls = " ".join(str(p) for p in site.phases if st["phases"][p]["call"]) or "-"
         return "%s %-5s %s | %s | calls %s" % (
-            clock(self.start_tod_ms + now, tenths=True), agent.mode_name.replace("startup-", "st-"),
+            clock(self.start_tod_ms + now, tenths=True), st["mode"].replace("startup-", "st-"),
             " ".join(heads), " | ".join(timers) or "all red", calls)
 
     def draw(self, text):
@@ -218,7 +221,7 @@ def write_report(path, sc, site, agent, fixed, cycles=3):
 
 def monitor_fault(result):
     """The agent's latched monitor fault, if the run ended in flash."""
-    return result.controller.monitor.fault
+    return result.fault
 
 
 def open_scenario(args, prog):

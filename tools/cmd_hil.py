@@ -42,7 +42,7 @@ def run_scenario(args):
                        "agent": agent.measures.as_dict(), "fixed_time": fixed.measures.as_dict(),
                        "comparison": report.comparison_rows(agent.measures, fixed.measures)}, f, indent=1)
         print("\nmeasures: %s" % args.json)
-    return 1 if agent.controller.monitor.fault is not None else 0
+    return 1 if agent.fault is not None else 0
 
 
 def sumo_lines(results):
