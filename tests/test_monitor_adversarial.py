@@ -28,7 +28,7 @@ from edge_agent.indications import (DARK, RED, YELLOW, GREEN, FLASH_RED, FLASH_Y
 from tests.mmu_checker import MmuChecker
 
 SOAK = os.environ.get("EDGE_AGENT_SOAK") == "1"
-EXAMPLES = 3_000 if SOAK else 300
+EXAMPLES = 3_500 if SOAK else 350
 STEPS_PER_EXAMPLE = 50           # rule calls; each rule call runs a burst of monitor steps
 COUNTS = {"steps": 0, "latches": 0, "examples": 0, "rules": {}}
 
