@@ -22,9 +22,11 @@ import os
 import sys
 import time
 
+from drivers.history import EventHistory
 from drivers.intake import ACCEPTED, CURRENT, Intake, PlanResult, REJECTED
 from drivers.mqtt_link import CMD, HEARTBEAT, PLAN
 from drivers.outbox import EventOutbox
+from drivers.localtime import site_zone, utc_offset_ms
 from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, Store
 from drivers.telemetry import DetectorActivity, Lateness, phase_view
 from drivers.topics import dumps, parse_heartbeat
@@ -43,11 +45,12 @@ class RuntimeConfig:
     """Loop settings: period, telemetry period, link supervision times."""
 
     __slots__ = ("step_ms", "telemetry_s", "policy", "messages_per_step", "switch_interval_s",
-                 "events_capacity", "reported_min_s", "fsync", "lateness_file")
+                 "events_capacity", "reported_min_s", "fsync", "lateness_file",
+                 "history_days", "history_max_bytes")
 
     def __init__(self, step_ms=100, telemetry_s=1.0, policy=None, messages_per_step=250,
                  switch_interval_s=0.001, events_capacity=200_000, reported_min_s=0.5,
-                 fsync=True, lateness_file=None):
+                 fsync=True, lateness_file=None, history_days=7, history_max_bytes=512 << 20):
         self.lateness_file = lateness_file      # every step's (unix s, lateness ms), at exit
         self.step_ms = step_ms
         self.telemetry_s = telemetry_s
@@ -57,6 +60,8 @@ class RuntimeConfig:
         self.events_capacity = events_capacity
         self.reported_min_s = reported_min_s
         self.fsync = fsync
+        self.history_days = history_days            # the local event history (drivers/history.py)
+        self.history_max_bytes = history_max_bytes
 
 
 def monotonic_ms():
@@ -125,8 +130,12 @@ class Runtime:
         self.agent = Agent(site, now=monotonic_ms(), link_policy=self.cfg.policy)
         self.outbox = EventOutbox(os.path.join(prov.store_dir, "events"),
                                   capacity=self.cfg.events_capacity, fsync=self.cfg.fsync)
-        self.outbox.put([(0, BOOT_PLAN, BOOT_SOURCES.get(boot.source, 3))],
-                        int(wall_clock() * 1000))
+        self.zone = site_zone(site.time_zone)
+        self.history = EventHistory(os.path.join(prov.store_dir, "history"), self.cfg.history_days,
+                                    self.cfg.history_max_bytes, fsync=self.cfg.fsync)
+        boot_event = [(0, BOOT_PLAN, BOOT_SOURCES.get(boot.source, 3))]
+        self.outbox.put(boot_event, int(wall_clock() * 1000))
+        self.history.put(boot_event, int(wall_clock() * 1000), 0)
         commands = CommandVerifier(site.intersection, prov.keys, ed25519_verify,
                                    max_future_s=prov.policy.max_future_s or 300)
         self.intake = Intake(self.verifier, self.store, commands, wall_clock,
@@ -183,6 +192,7 @@ class Runtime:
 
     def _start(self):
         self.outbox.start()
+        self.history.start()
         self.intake.start()
         for s in self.sources:
             s.start()
@@ -203,6 +213,7 @@ class Runtime:
         for o in self.outputs:
             _quiet(o.stop)
         self.outbox.stop()
+        self.history.stop()
         if self.late_log is not None:
             try:
                 with open(self.cfg.lateness_file, "w") as f:
@@ -223,7 +234,7 @@ class Runtime:
         """
         self.now = now
         wall_ms = int(self.wall_clock() * 1000)
-        inputs = Inputs(wall_ms=wall_ms)
+        inputs = Inputs(wall_ms=wall_ms, utc_offset_ms=utc_offset_ms(self.zone, wall_ms))
         link = self.link
         inputs.link_up = False
         if link is not None:
@@ -243,6 +254,7 @@ class Runtime:
         self.out = out
         self.step_no += 1
         self.outbox.put(out.events, wall_ms)
+        self.history.put(out.events, wall_ms, now)
         self.activity.sample(self.agent.detectors)
         if link is not None:
             self._guard("publish", self._publish, now, out)

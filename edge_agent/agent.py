@@ -42,17 +42,18 @@ class Inputs:
     """
     __slots__ = ("detectors", "pulses", "peds", "reports", "force_off", "hold",
                  "omit", "plan", "technician_reset", "wall_ms", "link_up",
-                 "heartbeat", "central_plan", "hold_central_ms")
+                 "heartbeat", "central_plan", "hold_central_ms", "utc_offset_ms")
 
     def __init__(self, detectors=None, pulses=None, peds=None, reports=None,
                  force_off=0, hold=0, omit=0, plan=None, technician_reset=False,
                  wall_ms=None, link_up=None, heartbeat=False, central_plan=None,
-                 hold_central_ms=None):
+                 hold_central_ms=None, utc_offset_ms=None):
         self.detectors = detectors
         self.pulses = pulses
         self.peds = peds
         self.reports = reports
         self.wall_ms = wall_ms        # wall clock (unix ms, integer) or None
+        self.utc_offset_ms = utc_offset_ms  # the site zone's UTC offset at wall_ms (driver-computed)
         self.link_up = link_up        # broker session connected (driver), or None: unchanged
         self.heartbeat = heartbeat    # a central heartbeat arrived since the last step
         self.central_plan = central_plan  # supervisor.CentralPlan that passed the envelope checks
@@ -135,7 +136,7 @@ class Agent:
         if mode == MODE_STARTUP_ALL_RED and now - self.mode_since >= self.site.startup_all_red:
             mode = self.mode = MODE_RUN
             self.mode_since = now
-            self.controller.start(now, log, inputs.wall_ms)
+            self.controller.start(now, log, _local_ms(inputs))
         if mode == MODE_RUN:
             vehicle, ped = self._run(now, inputs, log)
         else:
@@ -160,7 +161,7 @@ class Agent:
         try:
             self.detectors.update(now, inputs, c.green, c.yellow, log)
             c.step(now, self.detectors, inputs.force_off, inputs.hold, inputs.omit, log,
-                   inputs.wall_ms)
+                   _local_ms(inputs))
             return c.vehicle_indications(), c.ped_indications()
         except Exception as e:      # rule 7: what the core cannot reason about ends in flash
             self._fail(now, FAULT_CONTROLLER, "controller error: %r" % (e,), log)
@@ -191,3 +192,10 @@ class Agent:
                 vehicle[p] = FLASH_YELLOW
         vehicle[0] = 0
         return vehicle, [PED_DARK] * (MAX_PHASES + 1)
+
+
+def _local_ms(inputs):
+    """Local wall time (ms) for coordination, which counts from local midnight."""
+    if inputs.wall_ms is None:
+        return None
+    return inputs.wall_ms + (inputs.utc_offset_ms or 0)

@@ -17,6 +17,7 @@ import signal
 import sys
 
 from drivers.keys import KeyFileError, ed25519_verify, load_provisioning
+from drivers.localtime import site_zone
 from drivers.runlog import RunLog
 from drivers.runtime import Runtime, RuntimeConfig
 from edge_agent.intersection import parse_site
@@ -113,6 +114,10 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
     except ConfigError as e:
         raise SetupError("site %s is invalid:\n  %s" % (config, "\n  ".join(e.errors)))
     try:
+        site_zone(site.time_zone)
+    except ValueError as e:
+        raise SetupError("site %s: %s" % (config, e))
+    try:
         prov = load_provisioning(provision)
     except KeyFileError as e:
         raise SetupError(str(e))
@@ -121,7 +126,9 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
                         telemetry_s=float(rt_opts.get("telemetry_s", 1.0)),
                         policy=link_policy(opts.get("link")),
                         events_capacity=int(rt_opts.get("events_capacity", 200_000)),
-                        lateness_file=rt_opts.get("lateness_file"))
+                        lateness_file=rt_opts.get("lateness_file"),
+                        history_days=int(rt_opts.get("history_days", 7)),
+                        history_max_bytes=int(float(rt_opts.get("history_max_mb", 512)) * (1 << 20)))
     link_cfg = None
     if mqtt:
         from drivers.mqtt_link import parse_link_config
