@@ -10,10 +10,9 @@ The outbox (drivers/outbox.py) deletes what central has acknowledged; this
 history is the unit's own record for `edge-agent events export`, kept for a
 configured number of days whatever the link did. One file per UTC day,
 `YYYY-MM-DD.jsonl`, one line `[unix_ms, code, param]` per event. It is
-bounded twice: files older than `days` are deleted, and while the files
-together exceed `max_bytes` the oldest is deleted (the current day's file
-alone over the bound stops writing until the next day; dropped events are
-counted). An event's unix time is its step's wall-clock reading moved by the
+bounded twice: files older than `days` are deleted, and a step's events that
+would take the files over `max_bytes` first delete the oldest days; if the
+current day alone is full they are dropped (and counted) until the next day. An event's unix time is its step's wall-clock reading moved by the
 event's own offset from the step (the core stamps some events a few ms
 before the step, e.g. a detector pulse between two steps).
 """
@@ -111,12 +110,14 @@ class EventHistory:
             name = _day_name(wall_ms)
             if name != self._name:
                 self._open(name, wall_ms)
-            if self._full():
-                self.counters["dropped_full"] += len(events)
-                continue
             lines = [json.dumps([wall_ms - (now_ms - ms), code, param], separators=(",", ":"))
                      for ms, code, param in events]
             data = ("\n".join(lines) + "\n").encode()
+            if self._bytes + len(data) > self.max_bytes:
+                self._prune_size(len(data))          # older days go first
+                if self._bytes + len(data) > self.max_bytes:
+                    self.counters["dropped_full"] += len(events)
+                    continue
             self._file.write(data)
             self._bytes += len(data)
             wrote += len(lines)
@@ -148,10 +149,11 @@ class EventHistory:
                 self.counters["files_pruned"] += 1
         self._prune_size()
 
-    def _prune_size(self):
+    def _prune_size(self, extra=0):
+        """Delete the oldest day files until `extra` more bytes fit under max_bytes."""
         files = [n for n in self._files() if n != self._name]
         self._bytes = self._size()
-        while files and self._bytes > self.max_bytes:
+        while files and self._bytes + extra > self.max_bytes:
             os.unlink(os.path.join(self.dir, files.pop(0)))
             self.counters["files_pruned"] += 1
             self._bytes = self._size()
@@ -164,13 +166,6 @@ class EventHistory:
             except OSError:
                 pass
         return total
-
-    def _full(self):
-        """Over the bound: older days go first; the current day alone stops writing."""
-        if self._bytes <= self.max_bytes:
-            return False
-        self._prune_size()
-        return self._bytes > self.max_bytes
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -25,7 +25,8 @@ def site_zone(name):
 
 def utc_offset_ms(zone, utc_ms):
     """The zone's offset from UTC (ms, east positive) at the instant utc_ms."""
-    off = zone.utcoffset(_EPOCH + timedelta(milliseconds=utc_ms))
+    # ZoneInfo.utcoffset(dt) reads dt as local wall time; convert the instant first.
+    off = (_EPOCH + timedelta(milliseconds=utc_ms)).astimezone(zone).utcoffset()
     return int(off.total_seconds() * 1000)
 
 
