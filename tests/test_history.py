@@ -163,3 +163,28 @@ def test_export_of_a_rig_run_starts_at_the_given_local_time(tmp_path):
     assert rows[0][0].endswith("-05:00")            # Indianapolis: EST before 02:00
     assert rows[-1][0].startswith("2026-03-08 03:0") and rows[-1][0].endswith("-04:00")
     assert {r[1] for r in rows} == {"night-0001"}
+
+
+def test_hil_run_writes_the_same_export_as_events_export_of_that_rig_run(tmp_path):
+    start = ["--start", "2026-06-15 22:00"]
+    assert main(["hil", "run", "night", "--duration", "300", "--export", str(tmp_path / "hil")]
+                + start) == 0
+    assert main(["events", "export", "--rig", "night", "--duration", "300",
+                 "--out", str(tmp_path / "ev")] + start) == 0
+    for name in ("events.csv", "detectors.csv"):
+        assert (tmp_path / "hil" / name).read_text() == (tmp_path / "ev" / name).read_text()
+    rows = read_csv(tmp_path / "hil" / "events.csv")
+    assert rows[1][0].startswith("2026-06-15 22:00:") and len(rows) > 100
+
+
+@pytest.mark.sumo
+def test_hil_sumo_writes_the_export_with_the_sumo_sites_detector_table(tmp_path):
+    from hil.sumo import build as sb
+    if not sb.sumo_available():
+        pytest.skip("needs eclipse-sumo (the 'sumo' extra)")
+    assert main(["hil", "sumo", "--duration", "120", "--start", "2026-06-15 07:00",
+                 "--export", str(tmp_path)]) == 0
+    rows = read_csv(tmp_path / "events.csv")[1:]
+    assert rows[0][:3] == ["2026-06-15 07:00:04.000-04:00", "sumo-arterial", "0"]
+    det = read_csv(tmp_path / "detectors.csv")[1:]
+    assert sorted(set(r[3] for r in det)) == ["Advance", "Presence"] and len(det) == 20

@@ -79,6 +79,22 @@ def run_and_export(scenario, duration_s=None, seed=None, start=None):
     return site, rig_events(r.events, start_ms)
 
 
+def export_rig_run(directory, site, events, start_tod_ms=0, start=None, fmt="csv"):
+    """Write a finished rig run's export (`hil run/sumo --export`); returns the paths."""
+    return write_export(directory, site, rig_events(events, rig_start_ms(site, start_tod_ms, start)),
+                        fmt)
+
+
+def add_export_arguments(parser):
+    """--export DIR, --export-format, --start: the same export from any rig command."""
+    parser.add_argument("--export", metavar="DIR",
+                        help="write the agent's event log and detector table for ATSPM here")
+    parser.add_argument("--export-format", choices=FORMATS, default="csv")
+    parser.add_argument("--start", metavar="TIME",
+                        help="local start of the run in the export (default: today, the "
+                             "scenario's time of day)")
+
+
 def rig_events(events, start_ms):
     """A rig run's (mono ms from 0, code, param) as (unix ms, code, param), the
     run starting at unix ms start_ms; in time order (ties keep their order)."""
