@@ -224,3 +224,31 @@ def test_a_monitor_fault_flash_reads_as_flash(faults):
     assert len(flash) == 1
     assert str(flash["StartTime"].iloc[0]) == "2026-06-15 07:25:00"
     assert tl[tl["EventClass"] == "Flash - Not Flash"].empty
+
+
+def test_report_draws_every_chart_from_atspm_into_one_self_contained_page(faults, tmp_path):
+    import re
+    from tools.cli import main
+    site, events, tables, _, ev_path = faults
+    det_path = ev_path.replace("events.csv", "detectors.csv")
+    out = tmp_path / "report.html"
+    assert main(["report", ev_path, det_path, "-o", str(out), "--png-dir", str(tmp_path)]) == 0
+    page = out.read_text()
+    heads = re.findall(r"<h2>([^<]*)</h2>", page)
+    assert heads[:3] == ["Per phase, whole period", "Flash", "Purdue phase termination"]
+    for chart in ("Split monitor", "Purdue coordination diagram, phase 2", "Arrivals on green",
+                  "Split failures", "Yellow and red actuations", "Pedestrian delay",
+                  "Approach volume and delay"):
+        assert chart in heads
+    # Inline images only: the page is one file.
+    assert page.count('src="data:image/png;base64,') == len(heads) - 2
+    assert "src=\"http" not in page and "<link" not in page
+    assert len(list(tmp_path.glob("*.png"))) == len(heads) - 2
+    # The table is atspm's numbers: phase 4's gap-outs as its terminations table says.
+    term = tables["terminations"]
+    gap4 = int(term[(term["Phase"] == 4) & (term["PerformanceMeasure"] == "GapOut")]["Total"].sum())
+    row4 = re.search(r"<tr><td>4</td>(.*?)</tr>", page).group(1)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row4)
+    assert cells[1] == str(gap4)
+    assert "<th>mean green (s)</th>" in page and "<th>arrivals on green (%)</th>" in page
+    assert "<td>2026-06-15 07:25:00</td>" in page and "Flash - MMU" in page
