@@ -42,8 +42,11 @@ class Data:
         self.t0, self.t1 = raw["TimeStamp"].min(), raw["TimeStamp"].max()
         self.phases = sorted(int(p) for p in raw[raw["EventId"] == 1]["Parameter"].unique())
         tl = tables["timeline"]
-        self.greens = tl[(tl["EventClass"] == "Green") & tl["IsValid"]].copy()
-        self.yellows = tl[(tl["EventClass"] == "Yellow") & tl["IsValid"]].copy()
+        # Intervals with both ends, valid or not: atspm also marks every interval of
+        # a 15-minute bin without data in each 5 minutes invalid (a short run's
+        # last bin), which says nothing about the interval itself.
+        self.greens = tl[(tl["EventClass"] == "Green") & tl["EndTime"].notna()].copy()
+        self.yellows = tl[(tl["EventClass"] == "Yellow") & tl["EndTime"].notna()].copy()
         ends = raw[raw["EventId"].isin(list(TERM_CODES))]
         self.terms = pd.DataFrame({"TimeStamp": ends["TimeStamp"].values,
                                    "Phase": ends["Parameter"].astype(int).values,
@@ -95,7 +98,8 @@ def split_monitor(d):
     cols = 2
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(11, 2.3 * rows), sharex=True, squeeze=False)
-    top = max(float(g["Duration"].max() or 0), 1.0) * 1.1
+    longest = g["Duration"].max() if len(g) else None
+    top = max(float(longest) if longest == longest and longest is not None else 0.0, 1.0) * 1.1
     for i, p in enumerate(d.phases):
         ax = axes[i // cols][i % cols]
         mine = g[g["Phase"] == p]
@@ -255,7 +259,8 @@ def volume_delay_chart(d, detectors, rows):
         _time_axis(ax, d)
         ax.set_ylim(bottom=0)
     a1.set_xlabel("")
-    a1.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=9)
+    if any(series for _, series in rows):
+        a1.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=9)
     fig.tight_layout()
     return _png(fig)
 
