@@ -54,7 +54,7 @@ COORD_PATTERN_CHANGE = const(131)
 CYCLE_LENGTH_CHANGE = const(132)
 OFFSET_LENGTH_CHANGE = const(133)
 SPLIT_CHANGE_BASE = const(134)      # 134..149: split of phase 1..16 (param: seconds)
-COORD_CYCLE_STATE = const(150)      # param 0 in step, 1 lengthening, 2 shortening
+COORD_CYCLE_STATE = const(150)      # param: COORD_* below, as the enumeration numbers them
 COORD_YIELD = const(151)
 UNIT_FLASH_STATUS = const(173)
 
@@ -72,6 +72,13 @@ SOURCE_CENTRAL = const(4213)        # central plan requested (param: version)
 SOURCE_LOCAL = const(4214)          # local fallback plan requested
 EVENTS_LOST = const(4250)           # the runtime's outbox dropped events (param: count)
 BOOT_PLAN = const(4251)             # start-up plan: 1 stored active, 2 last-known-good, 3 site local
+
+# Parameters of COORD_CYCLE_STATE (150): the enumeration's coord cycle states
+# (ATSPM reads 2-4 as a transition).
+COORD_IN_STEP = const(1)
+COORD_ADD = const(2)            # transition, lengthening the cycle
+COORD_SUBTRACT = const(3)       # transition, shortening the cycle
+COORD_DWELL = const(4)          # transition, dwelling in the coordinated phases
 
 # Parameters of UNIT_FLASH_STATUS (173): NTCIP 1202 unitFlashStatus, as the
 # enumeration says (ATSPM reads 2 as "not flash").

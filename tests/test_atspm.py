@@ -166,6 +166,11 @@ def test_coordinated_run_forces_off_the_side_phases_and_atspm_sees_the_pattern(c
     tl = tables["timeline"]
     cycles = tl[tl["EventClass"] == "Cycle Length Change"]["EventValue"].tolist()
     assert cycles == [130]
+    # The first cycles seek the offset: 150 with the enumeration's transition
+    # states (2 add, 3 subtract), which atspm reads as a transition.
+    states = [p for t, c, p in events if c == 150]
+    assert states[0] in (2, 3) and states[-1] == 1
+    assert tl["EventClass"].str.startswith("Transition").sum() == states.count(2) + states.count(3)
 
 
 @pytest.mark.parametrize("run", ["free", "coord"])

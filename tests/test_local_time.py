@@ -90,7 +90,8 @@ def _transition(start_local, jump_local, minutes):
     # The coordinator saw the hour's jump as an offset error and corrected it
     # over whole cycles (lengthening or shortening), as on any offset change.
     states = [(ms, s) for ms, code, s in log if code == ev.COORD_CYCLE_STATE and wall0 + ms >= jump]
-    assert states and states[0][1] in (1, 2) and states[-1][1] == 0
+    assert states and states[0][1] in (ev.COORD_ADD, ev.COORD_SUBTRACT)
+    assert states[-1][1] == ev.COORD_IN_STEP
     assert wall0 + states[-1][0] - jump < 15 * 60_000
     return log
 
