@@ -57,8 +57,14 @@ class Data:
 
 
 def _time_axis(ax, d):
+    """The one time axis of every chart: first to last event, ticks on bin edges."""
     import matplotlib.dates as mdates
     ax.set_xlim(d.t0, d.t1)
+    hours = d.hours()
+    if hours <= 3:
+        ax.xaxis.set_major_locator(mdates.MinuteLocator(byminute=range(0, 60, BIN_MIN)))
+    else:
+        ax.xaxis.set_major_locator(mdates.HourLocator(interval=max(1, int(hours // 8))))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
     ax.set_xlabel("local time (%s)" % d.t0.strftime("%Y-%m-%d"))
 
@@ -291,7 +297,7 @@ def summary_rows(d):
     return rows
 
 
-SUMMARY_HEAD = ("phase", "greens (count)", "gap-outs (count)", "max-outs (count)",
+SUMMARY_HEAD = ("phase", "greens ended (count)", "gap-outs (count)", "max-outs (count)",
                 "force-offs (count)", "mean green (s)", "mean phase wait (s)",
                 "max phase wait (s)", "arrivals on green (%)", "split failures (count)",
                 "ped actuations (count)", "ped walks (count)", "mean ped delay (s)")
