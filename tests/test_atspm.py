@@ -25,6 +25,7 @@ from hil.sim import IntersectionSim
 from tools.atspm_measures import run_atspm
 from tools.export import rig_events, rig_start_ms, write_export
 from tools.timeline import termination_summary
+from tests.portable.test_monitor import BrokenAtStep
 
 START = "2026-06-15 07:00"          # EDT, UTC-4, in the scenario site's zone
 CHATTER_CH = 4                      # SB through/right stop bar, phase 4
@@ -32,19 +33,9 @@ CHATTER_FROM, CHATTER_TO = 600_000, 660_000
 FLASH_AT = 1_500_000
 
 
-class AllGreenFrom:
+class AllGreenFrom(BrokenAtStep):
     """A controller whose outputs break at at_ms (every phase green): the
-    conflict monitor must catch it, as in tests/portable/test_monitor.py."""
-
-    def __init__(self, real, at_ms):
-        self.real, self.at_ms, self.now = real, at_ms, 0
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-    def step(self, now, *args):
-        self.now = now
-        return self.real.step(now, *args)
+    conflict monitor must catch it in that step."""
 
     def vehicle_indications(self):
         v = self.real.vehicle_indications()
