@@ -318,9 +318,13 @@ def _functions(c, e, path):
     """A detector's functions for ATSPM: one name or a list (default Presence)."""
     v = e.get("function", DETECTOR_FUNCTIONS[0])
     names = [v] if isinstance(v, str) else v
-    if not isinstance(names, list) or not names:
+    if not isinstance(names, list):
         c.error(path + ".function", "must be one of %s or a list of them, got %s"
                 % (", ".join(DETECTOR_FUNCTIONS), kind(v)))
+        return (DETECTOR_FUNCTIONS[0],)
+    if not names:
+        c.error(path + ".function", "is an empty list: name at least one of %s"
+                % ", ".join(DETECTOR_FUNCTIONS))
         return (DETECTOR_FUNCTIONS[0],)
     out = []
     for n in names:

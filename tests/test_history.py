@@ -188,3 +188,25 @@ def test_hil_sumo_writes_the_export_with_the_sumo_sites_detector_table(tmp_path)
     assert rows[0][:3] == ["2026-06-15 07:00:04.000-04:00", "sumo-arterial", "0"]
     det = read_csv(tmp_path / "detectors.csv")[1:]
     assert sorted(set(r[3] for r in det)) == ["Advance", "Presence"] and len(det) == 20
+
+
+def test_report_straight_from_a_units_history(tmp_path):
+    pytest.importorskip("atspm")
+    from hil.rig import run_actuated
+    from hil.scenario import load_scenario
+    from tools.export import rig_start_ms
+    from edge_agent.intersection import parse_site
+    sc = load_scenario("night")
+    site_path = tmp_path / "site.json"
+    site_path.write_text(json.dumps(sc.site))
+    start = rig_start_ms(parse_site(sc.site), 0, "2026-06-15 22:00")
+    h = history(tmp_path)
+    for ms, code, param in run_actuated(sc, duration_s=900).events:
+        h.put([(ms, code, param)], start + ms, ms)        # as the runtime does, step by step
+    h.stop()
+    out = tmp_path / "r.html"
+    assert main(["report", "--history", str(tmp_path / "history"), "--config", str(site_path),
+                 "--since", "2026-06-15 22:00", "--until", "2026-06-15 22:15", "-o", str(out)]) == 0
+    page = out.read_text()
+    assert "night-0001, 2026-06-15 22:00 to 22:1" in page
+    assert "<h2>Purdue phase termination</h2>" in page

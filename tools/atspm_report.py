@@ -330,6 +330,8 @@ def build(events_path, detectors_path, title=None):
     if not len(tables["raw_data"]):
         raise ValueError("%s holds no events" % events_path)
     d = Data(tables)
+    if not d.phases:
+        raise ValueError("%s: no phase turned green in these events, nothing to chart" % events_path)
     if detectors_path.endswith(".parquet"):
         detectors = pd.read_parquet(detectors_path)
     else:
