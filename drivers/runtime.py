@@ -24,9 +24,9 @@ import time
 
 from drivers.history import EventHistory
 from drivers.intake import ACCEPTED, CURRENT, Intake, PlanResult, REJECTED
+from drivers.localtime import site_zone, utc_offset_ms
 from drivers.mqtt_link import CMD, HEARTBEAT, PLAN
 from drivers.outbox import EventOutbox
-from drivers.localtime import site_zone, utc_offset_ms
 from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, Store
 from drivers.telemetry import DetectorActivity, Lateness, phase_view
 from drivers.topics import dumps, parse_heartbeat
