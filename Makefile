@@ -29,7 +29,7 @@ $(VENV)/.rig: pyproject.toml $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.dev: pyproject.toml $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[rig,drivers,sumo,dev]'
+	$(PY) -m pip install -q -e '.[rig,drivers,sumo,dev,atspm]'
 	touch $(VENV)/.rig $@
 
 # Real MicroPython 1.27 (the official WebAssembly build) run under Node.

@@ -22,7 +22,9 @@ import os
 import sys
 import time
 
+from drivers.history import EventHistory
 from drivers.intake import ACCEPTED, CURRENT, Intake, PlanResult, REJECTED
+from drivers.localtime import site_zone, utc_offset_ms
 from drivers.mqtt_link import CMD, HEARTBEAT, PLAN
 from drivers.outbox import EventOutbox
 from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, Store
@@ -48,12 +50,14 @@ class RuntimeConfig:
 
     __slots__ = ("step_ms", "telemetry_s", "policy", "messages_per_step", "switch_interval_s",
                  "events_capacity", "reported_min_s", "fsync", "lateness_file",
-                 "control_socket", "allow_trip", "panel", "panel_password_hash")
+                 "control_socket", "allow_trip", "panel", "panel_password_hash",
+                 "history_days", "history_max_bytes")
 
     def __init__(self, step_ms=100, telemetry_s=1.0, policy=None, messages_per_step=250,
                  switch_interval_s=0.001, events_capacity=200_000, reported_min_s=0.5,
                  fsync=True, lateness_file=None, control_socket=None, allow_trip=False,
-                 panel=None, panel_password_hash=None):
+                 panel=None, panel_password_hash=None, history_days=7,
+                 history_max_bytes=512 << 20):
         self.panel = panel                      # (host, port) of the front panel, or None
         self.panel_password_hash = panel_password_hash
         self.lateness_file = lateness_file      # every step's (unix s, lateness ms), at exit
@@ -67,6 +71,8 @@ class RuntimeConfig:
         self.events_capacity = events_capacity
         self.reported_min_s = reported_min_s
         self.fsync = fsync
+        self.history_days = history_days            # the local event history (drivers/history.py)
+        self.history_max_bytes = history_max_bytes
 
 
 def monotonic_ms():
@@ -153,8 +159,12 @@ class Runtime:
                                "%s %s" % (site.intersection, site.name))
         self.outbox = EventOutbox(os.path.join(prov.store_dir, "events"),
                                   capacity=self.cfg.events_capacity, fsync=self.cfg.fsync)
-        self.outbox.put([(0, BOOT_PLAN, BOOT_SOURCES.get(boot.source, 3))],
-                        int(wall_clock() * 1000))
+        self.zone = site_zone(site.time_zone)
+        self.history = EventHistory(os.path.join(prov.store_dir, "history"), self.cfg.history_days,
+                                    self.cfg.history_max_bytes, fsync=self.cfg.fsync)
+        boot_event = [(0, BOOT_PLAN, BOOT_SOURCES.get(boot.source, 3))]
+        self.outbox.put(boot_event, int(wall_clock() * 1000))
+        self.history.put(boot_event, int(wall_clock() * 1000), 0)
         commands = CommandVerifier(site.intersection, prov.keys, ed25519_verify,
                                    max_future_s=prov.policy.max_future_s or 300)
         self.intake = Intake(self.verifier, self.store, commands, wall_clock,
@@ -215,6 +225,7 @@ class Runtime:
         if self.panel is not None:
             self.panel.start()
         self.outbox.start()
+        self.history.start()
         self.intake.start()
         for s in self.sources:
             s.start()
@@ -235,6 +246,7 @@ class Runtime:
         for o in self.outputs:
             _quiet(o.stop)
         self.outbox.stop()
+        self.history.stop()
         if self.control is not None:
             _quiet(self.control.stop)
         if self.panel is not None:
@@ -259,7 +271,7 @@ class Runtime:
         """
         self.now = now
         wall_ms = int(self.wall_clock() * 1000)
-        inputs = Inputs(wall_ms=wall_ms)
+        inputs = Inputs(wall_ms=wall_ms, utc_offset_ms=utc_offset_ms(self.zone, wall_ms))
         link = self.link
         inputs.link_up = False
         if link is not None:
@@ -305,6 +317,7 @@ class Runtime:
         self.out = out
         self.step_no += 1
         self.outbox.put(out.events, wall_ms)
+        self.history.put(out.events, wall_ms, now)
         self.status = self.agent.status(now)
         self.activity.sample(self.status["detectors"])
         if link is not None:

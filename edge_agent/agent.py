@@ -60,19 +60,18 @@ class Inputs:
     """
     __slots__ = ("detectors", "pulses", "peds", "reports", "force_off", "hold",
                  "omit", "flash_reset", "external_fault", "local_until_ms", "wall_ms",
-                 "link_up",
-                 "heartbeat", "central_plan", "hold_central_ms")
+                 "link_up", "heartbeat", "central_plan", "hold_central_ms", "utc_offset_ms")
 
     def __init__(self, detectors=None, pulses=None, peds=None, reports=None,
                  force_off=0, hold=0, omit=0, flash_reset=RESET_NONE,
                  external_fault=None, local_until_ms=None, wall_ms=None, link_up=None,
-                 heartbeat=False, central_plan=None,
-                 hold_central_ms=None):
+                 heartbeat=False, central_plan=None, hold_central_ms=None, utc_offset_ms=None):
         self.detectors = detectors
         self.pulses = pulses
         self.peds = peds
         self.reports = reports
         self.wall_ms = wall_ms        # wall clock (unix ms, integer) or None
+        self.utc_offset_ms = utc_offset_ms  # the site zone's UTC offset at wall_ms (driver-computed)
         self.link_up = link_up        # broker session connected (driver), or None: unchanged
         self.heartbeat = heartbeat    # a central heartbeat arrived since the last step
         self.central_plan = central_plan  # supervisor.CentralPlan that passed the envelope checks
@@ -123,7 +122,7 @@ class Agent:
             self.mode = MODE_FLASH
             self.mode_since = now
             self._pending.append((now, ev.MONITOR_FAULT, latched.code))
-            self._pending.append((now, ev.UNIT_FLASH_STATUS, ev.FLASH_FAULT))
+            self._pending.append((now, ev.UNIT_FLASH_STATUS, _flash_status(latched.code)))
         else:
             self._boot(now, self._pending)
 
@@ -152,8 +151,10 @@ class Agent:
         log = self._pending
         self._pending = []
         if self.last_ms is None:
-            # Nothing is shown before the first step: the start-up flash and
-            # all-red (and a restored flash's minimum) count from here.
+            # Nothing is shown before the first step: the boot events are
+            # stamped here, and the start-up flash and all-red (and a restored
+            # flash's minimum) count from here.
+            log = [(now, code, param) for _, code, param in log]
             self.mode_since = self.flash_since = now
         elif now < self.last_ms:
             self._fail(now, FAULT_CONTROLLER, "time went backwards: %d ms after %d ms"
@@ -172,7 +173,7 @@ class Agent:
         if mode == MODE_STARTUP_ALL_RED and now - self.mode_since >= self.site.startup_all_red:
             mode = self.mode = MODE_RUN
             self.mode_since = now
-            self.controller.start(now, log, inputs.wall_ms)
+            self.controller.start(now, log, _local_ms(inputs))
         if mode == MODE_RUN:
             vehicle, ped = self._run(now, inputs, log)
         else:
@@ -203,6 +204,8 @@ class Agent:
             log.append((now, ev.FLASH_RESET_REFUSED, source))
             return
         log.append((now, ev.FLASH_RESET, source))
+        if self.site.startup_flash == 0:
+            log.append((now, ev.UNIT_FLASH_STATUS, ev.FLASH_OFF))   # fault flash ends here
         self.monitor.reset(now)
         self._boot(now, log)
 
@@ -217,7 +220,7 @@ class Agent:
         try:
             self.detectors.update(now, inputs, c.green, c.yellow, log)
             c.step(now, self.detectors, inputs.force_off, inputs.hold, inputs.omit, log,
-                   inputs.wall_ms)
+                   _local_ms(inputs))
             return c.vehicle_indications(), c.ped_indications()
         except Exception as e:      # rule 7: what the core cannot reason about ends in flash
             self._fail(now, FAULT_CONTROLLER, "controller error: %r" % (e,), log)
@@ -231,7 +234,7 @@ class Agent:
         self.mode_since = now
         self.flash_since = now
         log.append((now, ev.MONITOR_FAULT, code))
-        log.append((now, ev.UNIT_FLASH_STATUS, ev.FLASH_FAULT))
+        log.append((now, ev.UNIT_FLASH_STATUS, _flash_status(code)))
 
     def _all_red(self):
         vehicle = [RED] * (MAX_PHASES + 1)
@@ -301,3 +304,15 @@ class Agent:
             "coordination": coord,
             "detectors": self.detectors.status(now),
         }
+
+def _flash_status(code):
+    """Event 173's parameter for a latched fault: the controller's own fault monitor for
+    an error inside the core, the MMU for a monitor rule or an external (cabinet) fault."""
+    return ev.FLASH_FAULT_MONITOR if code == FAULT_CONTROLLER else ev.FLASH_FAULT
+
+
+def _local_ms(inputs):
+    """Local wall time (ms) for coordination, which counts from local midnight."""
+    if inputs.wall_ms is None:
+        return None
+    return inputs.wall_ms + (inputs.utc_offset_ms or 0)

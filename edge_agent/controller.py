@@ -342,10 +342,16 @@ class Controller:
         self.max_end[p] = -1
         self.min_done &= ~b
         self.ready_latch &= ~b
-        if self.veh_call & b:
-            self.veh_call &= ~b
+        served = (self.veh_call | self.open_calls) & b
+        self.veh_call &= ~b
+        self.open_calls &= ~b
         log.append((now, ev.PHASE_ON, p))
         log.append((now, ev.PHASE_BEGIN_GREEN, p))
+        if served:
+            # The green serves the call: it is dropped (44) here, as a field
+            # controller logs it, so every 43 pairs with a 44 and ATSPM counts
+            # the wait from 43 to this green as valid.
+            log.append((now, ev.PHASE_CALL_DROPPED, p))
         if self.ped_call & b and self.ped_mask & b:
             self._begin_walk(p, now, log)
 

@@ -173,9 +173,13 @@ def group_start(k, site, g):
     return min(k.start[p] for p in site.groups[g])
 
 
-def _state(adj):
-    """Coord cycle state for event 150: 0 in step, 1 lengthening, 2 shortening."""
-    return 0 if adj == 0 else (1 if adj > 0 else 2)
+def _state(adj, dwell):
+    """Coord cycle state for event 150 (the enumeration's): in step, add, subtract, dwell."""
+    if adj == 0:
+        return ev.COORD_IN_STEP
+    if adj < 0:
+        return ev.COORD_SUBTRACT
+    return ev.COORD_DWELL if dwell else ev.COORD_ADD
 
 
 def _cycles(amount, per_cycle):
@@ -253,8 +257,8 @@ class Coordinator:
         before = self.adjust
         self.adjust = adj
         self.length = k.cycle + adj
-        state = _state(adj)
-        if state != _state(before) or not self.cycles:
+        state = _state(adj, k.dwell)
+        if state != _state(before, k.dwell) or not self.cycles:
             log.append((now, ev.COORD_CYCLE_STATE, state))
         self.cycles += 1
 

@@ -44,6 +44,8 @@ FAIL_MIN = const(1)
 FAIL_MAX = const(2)
 FAIL_PED = const(3)
 
+MAX_LOGGED_PULSES = const(20)   # on/off pairs logged per step (more is chatter)
+
 
 class Report:
     """One detector report from a driver, stamped on arrival.
@@ -75,7 +77,8 @@ class Report:
 
 
 class _DetState:
-    __slots__ = ("det", "bit", "raw", "on_since", "hold_until", "pulse", "mark", "source", "diag")
+    __slots__ = ("det", "bit", "raw", "on_since", "hold_until", "pulse", "mark", "source", "diag",
+                 "logged")
 
 
 class Detectors:
@@ -119,6 +122,7 @@ class Detectors:
         s.mark = None          # source time up to which edges have been applied
         s.source = None
         s.diag = Diagnosis(det, ped, 0)
+        s.logged = -1          # ms of the last edge event logged for this channel
         return s
 
     def _start(self, now):
@@ -199,45 +203,58 @@ class Detectors:
     def _level(self, s, now, raw, n, log):
         """A direct input: level now and n on-edges since the last step."""
         d = s.diag
-        ped = d.ped
-        quiet = d.latched
         rising = raw and not s.raw
+        # The edges between the last step and this one, in order: a pulse on an
+        # occupied zone is the vehicle leaving and the next arriving (off, on).
+        seq = []
+        state = s.raw
+        for _ in range(min(n, MAX_LOGGED_PULSES)):
+            if state:
+                seq.append(False)
+            seq.append(True)
+            state = True
+        if state != raw:
+            seq.append(raw)
         if raw != s.raw:
             s.raw = raw
             if raw:
                 s.on_since = now
-            if not quiet:
-                if ped:
-                    log.append((now, ev.PED_DETECTOR_ON if raw else ev.PED_DETECTOR_OFF, s.det.channel))
-                else:
-                    log.append((now, ev.DETECTOR_ON if raw else ev.DETECTOR_OFF, s.det.channel))
-        elif n and not quiet and not ped:
-            # A vehicle crossed between two steps: on and off in one report.
-            log.append((now, ev.DETECTOR_ON, s.det.channel))
-            log.append((now, ev.DETECTOR_OFF, s.det.channel))
+        last = len(seq) - 1
+        for i in range(len(seq)):
+            self._log_edge(s, now - (last - i), seq[i], log)
         s.pulse += n
         edges = n if n else (1 if rising else 0)
         if edges:
             d.activity(now, edges)
 
+    @staticmethod
+    def _log_edge(s, t, on, log):
+        """Log one detector edge. Edges are logged in fault too (ATSPM counts
+        actuations from them), each channel's at its own millisecond so that no
+        on and off share a timestamp (tools break such ties inconsistently).
+        Pedestrian detector events carry the phase (ATSPM pairs 90 with 21)."""
+        if t <= s.logged:
+            t = s.logged + 1
+        s.logged = t
+        if s.diag.ped:
+            log.append((t, ev.PED_DETECTOR_ON if on else ev.PED_DETECTOR_OFF, s.det.phase))
+        else:
+            log.append((t, ev.DETECTOR_ON if on else ev.DETECTOR_OFF, s.det.channel))
+
     def _edge(self, s, t, on, now, log):
-        """One reported edge at local time t (<= now)."""
+        """One reported edge at local time t (<= now), logged on arrival (now)."""
         d = s.diag
-        ch = s.det.channel
-        quiet = d.latched
         if on:
-            if s.raw and not quiet:
-                log.append((now, ev.PED_DETECTOR_OFF if d.ped else ev.DETECTOR_OFF, ch))
+            if s.raw:
+                self._log_edge(s, now, False, log)
             s.raw = True
             s.on_since = t
             s.pulse += 1
             d.activity(t)
-            if not quiet:
-                log.append((now, ev.PED_DETECTOR_ON if d.ped else ev.DETECTOR_ON, ch))
+            self._log_edge(s, now, True, log)
         elif s.raw:
             s.raw = False
-            if not quiet:
-                log.append((now, ev.PED_DETECTOR_OFF if d.ped else ev.DETECTOR_OFF, ch))
+            self._log_edge(s, now, False, log)
 
     def _report(self, now, r, log):
         table = self.ped_by_channel if r.ped else self.by_channel

@@ -1,8 +1,10 @@
 """Controller event codes: the Indiana hi-resolution enumerations.
 
-Each event is a tuple `(ms, code, param)`. Codes 0-199 follow the public
-enumeration so ATSPM-style tools read the log as it is; codes 200 and above
-are edge-agent's own and are listed in docs/events.md.
+Each event is a tuple `(ms, code, param)`. Codes 0-218 follow the public
+enumeration so ATSPM-style tools read the log as it is; edge-agent's own
+codes sit at 4200-4251, outside everything ATSPM reads (the enumeration ends
+at 218, the `atspm` package also reads 316/318, 901-936 and 1000), and are
+listed in docs/events.md.
 """
 
 try:
@@ -52,33 +54,43 @@ COORD_PATTERN_CHANGE = const(131)
 CYCLE_LENGTH_CHANGE = const(132)
 OFFSET_LENGTH_CHANGE = const(133)
 SPLIT_CHANGE_BASE = const(134)      # 134..149: split of phase 1..16 (param: seconds)
-COORD_CYCLE_STATE = const(150)      # param 0 in step, 1 lengthening, 2 shortening
+COORD_CYCLE_STATE = const(150)      # param: COORD_* below, as the enumeration numbers them
 COORD_YIELD = const(151)
 UNIT_FLASH_STATUS = const(173)
 
-# edge-agent's own codes (vendor range, documented in docs/events.md).
-MONITOR_FAULT = const(200)          # param: monitor fault code (monitor.FAULT_*)
-FLASH_RESET = const(201)            # technician cleared a latched flash (param: where from)
-PLAN_PENDING = const(202)           # a new plan waits for its safe point
-PLAN_ACTIVATED = const(203)         # the pending plan took effect
-STARTUP_ALL_RED = const(204)        # start-up flash over, all-red begins
-FLASH_RESET_REFUSED = const(205)    # a reset before the minimum flash time (param: where from)
-MANUAL_VEHICLE_CALL = const(206)    # a technician's call from the front panel (param: phase)
-MANUAL_PED_CALL = const(207)        # a technician's ped call from the front panel (param: phase)
-LOCAL_CONTROL_HELD = const(208)     # a technician put the unit in local control (param: minutes)
-LINK_DOWN = const(210)              # central link lost (heartbeat silent or broker gone)
-LINK_UP = const(211)                # central link healthy and stable again
-CENTRAL_PLAN_EXPIRED = const(212)   # param: the expired plan's version
-SOURCE_CENTRAL = const(213)         # central plan requested (param: version)
-SOURCE_LOCAL = const(214)           # local fallback plan requested
-EVENTS_LOST = const(250)            # the runtime's outbox dropped events (param: count)
-BOOT_PLAN = const(251)              # start-up plan: 1 stored active, 2 last-known-good, 3 site local
-UNIT_BOOT = const(252)              # the core started: 1 clean, 2 into a restored latched flash
+# edge-agent's own codes, 4200 + the number they had before (200-251 collided
+# with enumeration codes ATSPM reads: 202 is "Aux Switch"); docs/events.md.
+MONITOR_FAULT = const(4200)         # param: monitor fault code (monitor.FAULT_*)
+FLASH_RESET = const(4201)           # technician cleared a latched flash (param: where from)
+PLAN_PENDING = const(4202)          # a new plan waits for its safe point
+PLAN_ACTIVATED = const(4203)        # the pending plan took effect
+STARTUP_ALL_RED = const(4204)       # start-up flash over, all-red begins
+FLASH_RESET_REFUSED = const(4205)   # a reset before the minimum flash time (param: where from)
+MANUAL_VEHICLE_CALL = const(4206)   # a technician's call from the front panel (param: phase)
+MANUAL_PED_CALL = const(4207)       # a technician's ped call from the front panel (param: phase)
+LOCAL_CONTROL_HELD = const(4208)    # a technician put the unit in local control (param: minutes)
+LINK_DOWN = const(4210)             # central link lost (heartbeat silent or broker gone)
+LINK_UP = const(4211)               # central link healthy and stable again
+CENTRAL_PLAN_EXPIRED = const(4212)  # param: the expired plan's version
+SOURCE_CENTRAL = const(4213)        # central plan requested (param: version)
+SOURCE_LOCAL = const(4214)          # local fallback plan requested
+EVENTS_LOST = const(4250)           # the runtime's outbox dropped events (param: count)
+BOOT_PLAN = const(4251)             # start-up plan: 1 stored active, 2 last-known-good, 3 site local
+UNIT_BOOT = const(4252)             # the core started: 1 clean, 2 into a restored latched flash
 
-# Parameters of UNIT_FLASH_STATUS (173).
-FLASH_STARTUP = const(1)
-FLASH_FAULT = const(2)
-FLASH_OFF = const(0)
+# Parameters of COORD_CYCLE_STATE (150): the enumeration's coord cycle states
+# (ATSPM reads 2-4 as a transition).
+COORD_IN_STEP = const(1)
+COORD_ADD = const(2)            # transition, lengthening the cycle
+COORD_SUBTRACT = const(3)       # transition, shortening the cycle
+COORD_DWELL = const(4)          # transition, dwelling in the coordinated phases
+
+# Parameters of UNIT_FLASH_STATUS (173): NTCIP 1202 unitFlashStatus, as the
+# enumeration says (ATSPM reads 2 as "not flash").
+FLASH_OFF = const(2)            # notFlash
+FLASH_FAULT_MONITOR = const(5)  # faultMonitor: the controller's own fault (an error in the core)
+FLASH_FAULT = const(6)          # mmu: the conflict monitor latched flash
+FLASH_STARTUP = const(7)        # startup
 
 NAMES = {
     0: "phase on", 1: "begin green", 2: "phase check", 3: "min complete",
@@ -97,13 +109,13 @@ NAMES = {
     132: "cycle length change", 133: "offset length change",
     150: "coord cycle state change", 151: "coordinated phase yield point",
     173: "unit flash status",
-    200: "monitor fault", 201: "flash reset", 202: "plan pending",
-    203: "plan activated", 204: "start-up all-red", 205: "flash reset refused",
-    206: "manual vehicle call (panel)", 207: "manual ped call (panel)",
-    208: "local control held (panel)", 210: "central link down",
-    211: "central link up", 212: "central plan expired", 213: "central plan requested",
-    214: "local plan requested", 250: "events lost (outbox full)", 251: "boot plan source",
-    252: "unit start",
+    4200: "monitor fault", 4201: "flash reset", 4202: "plan pending",
+    4203: "plan activated", 4204: "start-up all-red", 4205: "flash reset refused",
+    4206: "manual vehicle call (panel)", 4207: "manual ped call (panel)",
+    4208: "local control held (panel)", 4210: "central link down",
+    4211: "central link up", 4212: "central plan expired", 4213: "central plan requested",
+    4214: "local plan requested", 4250: "events lost (outbox full)", 4251: "boot plan source",
+    4252: "unit start",
 }
 
 

@@ -17,16 +17,22 @@ MAX_DETECTORS = 64
 
 SITE_KEYS = ("intersection", "name", "rings", "barriers", "phases", "conflicts",
              "detectors", "ped_detectors", "floors", "startup", "monitor",
-             "rest", "fallback_plan")
+             "rest", "fallback_plan", "time_zone", "device_id")
 FLOOR_KEYS = ("min_yellow", "min_red_clear", "min_green", "min_walk",
               "min_ped_clear", "min_red_revert", "max_cycle")
 DETECTOR_KEYS = ("channel", "phase", "name", "delay", "extend", "locking",
                  "call_at_red_only", "extends_green", "no_activity", "max_presence",
-                 "erratic", "watchdog", "restore", "fail_recall", "lanes", "max_flow")
+                 "erratic", "watchdog", "restore", "fail_recall", "lanes", "max_flow",
+                 "function")
 PED_DETECTOR_KEYS = ("channel", "phase", "name", "no_activity", "max_presence",
                      "erratic", "watchdog", "restore", "fail_recall")
 FAIL_RECALLS = ("none", "min", "max")            # index = detectors.FAIL_NONE/MIN/MAX
 PED_FAIL_RECALLS = ("none", "ped")
+# What a detector is for, in the words of ATSPM's detector table (its measures
+# pick detectors by these names): stop-bar presence, advance (arrivals on
+# green, coordination diagram), yellow/red actuations, stop-bar counts.
+DETECTOR_FUNCTIONS = ("Presence", "Advance", "Yellow_Red", "stop bar count")
+PED_FUNCTION = "Ped"
 
 
 class Floors:
@@ -40,7 +46,8 @@ class Detector:
     options and its diagnostic limits (ms; 0 = that diagnostic is off)."""
     __slots__ = ("channel", "phase", "name", "delay", "extend", "locking",
                  "call_at_red_only", "extends_green", "no_activity", "max_presence",
-                 "erratic", "watchdog", "restore", "fail_recall", "lanes", "max_flow")
+                 "erratic", "watchdog", "restore", "fail_recall", "lanes", "max_flow",
+                 "functions")
 
     def __iter__(self):
         """Unpacks as (channel, phase), like the pedestrian entries used to."""
@@ -53,7 +60,7 @@ class Site:
                  "groups", "ring_of", "group_of", "has_ped", "conflicts",
                  "detectors", "ped_detectors", "floors", "startup_flash",
                  "startup_all_red", "startup_phases", "monitor",
-                 "rest_in_red", "fallback_plan")
+                 "rest_in_red", "fallback_plan", "time_zone", "device_id")
 
     def conflict(self, p, q):
         """True when phases p and q may never show green or yellow together."""
@@ -87,6 +94,8 @@ def parse_site(obj, cross_check=True):
     s = Site()
     s.intersection = c.text(d, "intersection", "site")
     s.name = c.text(d, "name", "site", default="")
+    s.time_zone = _time_zone(c, d)
+    s.device_id = c.text(d, "device_id", "site", default=s.intersection or "")
     s.phases, s.phase_names, s.has_ped = _phases(c, d)
     known = set(s.phases)
     s.rings, s.ring_of = _rings(c, d, known)
@@ -273,6 +282,7 @@ def _detectors(c, d, known):
             c.text(e, "fail_recall", path, default="max", choices=FAIL_RECALLS))
         det.lanes = _int(c, e, "lanes", path, 1, 8, 1)
         det.max_flow = _int(c, e, "max_flow", path, 100, 7200, 3600)
+        det.functions = _functions(c, e, path)
         dets.append(det)
     dets.sort(key=lambda x: x.channel or 0)
     return dets
@@ -304,9 +314,42 @@ def _ped_detectors(c, d, known, has_ped):
         det.fail_recall = 3 if c.text(e, "fail_recall", path, default="ped",
                                       choices=PED_FAIL_RECALLS) == "ped" else 0
         det.lanes, det.max_flow = 1, 3600
+        det.functions = (PED_FUNCTION,)
         dets.append(det)
     dets.sort(key=lambda x: x.channel or 0)
     return dets
+
+
+def _time_zone(c, d):
+    """The cabinet's IANA zone name ("America/Indiana/Indianapolis"): coordination
+    counts from its local midnight, exports stamp its local time. The drivers
+    check the name against the zone database; here only its shape."""
+    z = c.text(d, "time_zone", "site", default="UTC")
+    if not z or z.startswith("/") or z.endswith("/") or ".." in z or " " in z:
+        c.error("site.time_zone", "%r is not an IANA time zone name like \"America/Chicago\"" % (z,))
+        return "UTC"
+    return z
+
+
+def _functions(c, e, path):
+    """A detector's functions for ATSPM: one name or a list (default Presence)."""
+    v = e.get("function", DETECTOR_FUNCTIONS[0])
+    names = [v] if isinstance(v, str) else v
+    if not isinstance(names, list):
+        c.error(path + ".function", "must be one of %s or a list of them, got %s"
+                % (", ".join(DETECTOR_FUNCTIONS), kind(v)))
+        return (DETECTOR_FUNCTIONS[0],)
+    if not names:
+        c.error(path + ".function", "is an empty list: name at least one of %s"
+                % ", ".join(DETECTOR_FUNCTIONS))
+        return (DETECTOR_FUNCTIONS[0],)
+    out = []
+    for n in names:
+        if n not in DETECTOR_FUNCTIONS:
+            c.error(path + ".function", "%r is not one of %s" % (n, ", ".join(DETECTOR_FUNCTIONS)))
+        elif n not in out:
+            out.append(n)
+    return tuple(out) or (DETECTOR_FUNCTIONS[0],)
 
 
 def _diagnostic_limits(c, e, path, det):

@@ -27,7 +27,15 @@ def test_demo_writes_a_report_with_three_figures_and_the_run_s_figures(tmp_path,
     a, f = agent.measures.total, fixed.measures.total
     page = out.read_text()
     pngs = PNG.findall(page)
-    assert len(pngs) == 3
+    # The demo's three figures, then the `edge-agent report` charts (atspm) of the
+    # agent's run: terminations, split monitor, a PCD per advance-detected
+    # phase (2, 4, 6, 8), AOG, split failures, yellow/red, ped delay, phase
+    # wait, approach volume and delay.
+    assert len(pngs) == 3 + 12
+    assert "Purdue phase termination (agent, atspm)" in page
+    # Tables with units, not text dumps.
+    assert "<pre>" not in page
+    assert "<th>mean delay (s/veh)</th>" in page and "<th>green (s)</th>" in page
     assert all(p.startswith("iVBORw0KGgo") for p in pngs)         # PNG signature
     for figure in ("%.1f s/veh" % a.mean_delay_s, "%.1f s/veh" % f.mean_delay_s,
                    "%.1f %%" % (100 * a.stop_rate), "%d veh" % a.p95_queue,
@@ -157,3 +165,22 @@ def test_demo_run_is_safe_red_before_the_first_green():
     first = [t for t, ind in r.sim.collector.timeline[2] if ind == GREEN][0]
     assert first == 4000
     assert r.sim.collector.timeline[2][0] == (0, RED)
+
+
+def test_the_demo_says_plainly_when_the_baseline_starves_a_movement():
+    from tools.cmd_demo import phase_of
+    sc = load_scenario("arterial")
+    agent = run_actuated(sc, duration_s=1800, seed=1)
+    fixed = run_fixed_time(sc, duration_s=1800, seed=1)
+    starved = report.starved_phases(fixed.measures)
+    assert starved == [3, 7]
+    for p in starved:
+        ph = fixed.measures.phases[p]
+        assert ph.split_failures >= ph.greens / 2
+    text = report.baseline_caveat(agent.measures, fixed.measures, phase_of(sc))
+    assert text.startswith("The Webster baseline does not serve phases 3, 7: split failures in ")
+    rest = [k for k in fixed.measures.movements if k not in ("NB_L", "SB_L")]
+    a = sum(agent.measures.movements[k].delay_s for k in rest) / \
+        sum(agent.measures.movements[k].departures for k in rest)
+    assert ("Without NB_L and SB_L: agent %.1f s/veh" % a) in text
+    assert report.baseline_caveat(agent.measures, agent.measures, phase_of(sc)) is None

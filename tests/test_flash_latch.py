@@ -141,7 +141,8 @@ def test_latch_survives_sigkill_and_clears_only_on_site_after_min_flash(unit):
         (ev.UNIT_BOOT, 2), (ev.MONITOR_FAULT, FAULT_EXTERNAL),            # restart, into flash
         (ev.UNIT_FLASH_STATUS, ev.FLASH_FAULT),
         (ev.FLASH_RESET_REFUSED, RESET_LOCAL_COMMAND),
-        (ev.FLASH_RESET, RESET_LOCAL_COMMAND), (ev.STARTUP_ALL_RED, 0),   # reset, start-up
+        (ev.FLASH_RESET, RESET_LOCAL_COMMAND),                            # reset, start-up
+        (ev.UNIT_FLASH_STATUS, ev.FLASH_OFF), (ev.STARTUP_ALL_RED, 0),
     ]
 
 

@@ -303,11 +303,14 @@ def test_actuated_agent_on_suburban_for_15_minutes():
     assert {p: ph.greens for p, ph in m.phases.items()} == {1: 7, 2: 9, 3: 6, 4: 8, 5: 7, 6: 9, 7: 6, 8: 8}
     # 2,031 before non-locking calls were logged too: 72 calls registered (43)
     # instead of 33, and 10 dropped (44); every other event is unchanged.
-    # +2 since the boot events are logged: unit start (252) and start-up all-red (204).
-    assert len(r.events) == 2082
-    assert r.events[:2] == [(0, 252, 1), (0, 204, 0)]
+    # 2,080 before: +2 boot events (unit start, start-up all-red), and a served
+    # call dropped (44) at its green, as ATSPM's phase waits need: 57 more 44s.
+    assert len(r.events) == 2139
+    assert r.events[:2] == [(0, 4252, 1), (0, 4204, 0)]
     assert sum(1 for e in r.events if e[1] == 43) == 72
-    assert sum(1 for e in r.events if e[1] == 44) == 10
+    assert sum(1 for e in r.events if e[1] == 44) == 67
+    greens = set((t, p) for t, c, p in r.events if c == 1)
+    assert sum(1 for t, c, p in r.events if c == 44 and (t, p) in greens) == 57
 
     # sanity relations that hold whatever the controller's exact timing
     waiting = r.sim.waiting_vehicles()

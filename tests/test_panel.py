@@ -146,13 +146,13 @@ def test_panel_follows_the_agent_and_guards_the_reset(tmp_path, browser):
         browser.find_element(By.ID, "filter").send_keys("flash reset")
         rows = js("return Array.from(document.querySelectorAll('#logbody tr'))"
                   ".map(r => Array.from(r.cells).map(c => c.innerText))")
-        assert [r[1:] for r in rows] == [["201", "3", "flash reset"]]      # 3: from the panel
+        assert [r[1:] for r in rows] == [["4201", "3", "flash reset"]]     # 3: from the panel
         browser.save_screenshot(os.path.join(shots, "panel-after-reset.png"))
         from urllib.request import urlopen
         csv = urlopen("http://127.0.0.1:%d/events.csv" % port, timeout=10).read().decode()
         lines = csv.splitlines()
         assert lines[0] == "time,ms,code,parameter,event"
-        assert any(",201,3,flash reset" in x for x in lines[1:])
+        assert any(",4201,3,flash reset" in x for x in lines[1:])
     finally:
         os.kill(agent.pid, signal.SIGTERM)
         try:

@@ -170,6 +170,9 @@ def print_comparison(sc, site, agent, fixed, cycles=3):
     for line in report.comparison_lines(report.comparison_rows(agent.measures, fixed.measures)):
         print("  " + line)
     print("  fixed-time plan: " + fixed.controller.plan.describe()[0])
+    caveat = report.baseline_caveat(agent.measures, fixed.measures, phase_of(sc))
+    if caveat:
+        print("  NOTE: " + caveat)
     print()
     print("Phase terminations of the actuated agent:")
     for line in summary_lines(agent.events, site):
@@ -181,14 +184,33 @@ def span(sc, duration_s):
                                         clock(sc.start_tod_ms + duration_s * 1000)[:5], duration_s)
 
 
+def phase_of(sc):
+    """{movement id: phase} of a scenario."""
+    return {m.id: m.phase for m in sc.movements}
+
+
+def atspm_figures(site, sc, agent):
+    """The `edge-agent report` charts (atspm) of the agent's run, or [] without atspm."""
+    try:
+        from tools.atspm_report import build
+    except ImportError:
+        return []
+    import tempfile
+    from tools.export import export_rig_run
+    with tempfile.TemporaryDirectory() as tmp:
+        events, detectors = export_rig_run(tmp, site, agent.events, sc.start_tod_ms)
+        return build(events, detectors)[1]
+
+
 def write_report(path, sc, site, agent, fixed, cycles=3):
-    """The HTML report with its three figures; returns the path written."""
+    """The HTML report with its figures; returns the path written."""
     until = report.first_cycles_end_ms(agent.events, sc.reference_phase, cycles)
     until = until or round(agent.duration_s * 1000)
     pcd_name = site.phase_names[sc.pcd_phase] or "phase %d" % sc.pcd_phase
     figures = [
         (report.ring_diagram_png(agent.events, site, 0, until,
-                                 "Ring-barrier diagram: first %d cycles of the actuated agent" % cycles),
+                                 "Ring-barrier diagram: first %d cycles of the actuated agent" % cycles,
+                                 sc.start_tod_ms),
          "Ring-barrier diagram",
          "Top: each ring's phases in sequence (green, yellow, red clearance; walk and pedestrian "
          "clearance underneath). Bottom: every phase's indication. Dashed lines: barrier crossings."),
@@ -202,14 +224,21 @@ def write_report(path, sc, site, agent, fixed, cycles=3):
          "its height is the time since the phase turned red. Dots in the green band arrive on green."
          % sc.pcd_phase),
     ]
+    figures += [(png, "%s (agent, atspm)" % heading, caption)
+                for png, heading, caption in atspm_figures(site, sc, agent)]
     plan = fixed.controller.plan
     intro = [sc.description,
              "%s, seed %d, 100 ms steps. Agent: the site's fallback plan (fully actuated). Baseline: "
              "%s." % (span(sc, agent.duration_s), agent.seed, plan.describe()[0])]
-    sections = [("First %d cycles of the agent" % cycles, timeline_lines(agent.events, site, until)),
-                ("Fixed-time plan", plan.describe()),
-                ("Agent measures per movement", agent.measures.summary_lines()),
-                ("Fixed-time measures per movement", fixed.measures.summary_lines())]
+    caveat = report.baseline_caveat(agent.measures, fixed.measures, phase_of(sc))
+    if caveat:
+        intro.append(caveat)
+    sections = [("Fixed-time plan (cycle %.1f s)" % (plan.cycle_ms / 1000), report.PLAN_HEAD,
+                 report.plan_rows(plan)),
+                ("Agent measures per movement", report.MOVEMENT_HEAD,
+                 report.movement_rows(agent.measures)),
+                ("Fixed-time measures per movement", report.MOVEMENT_HEAD,
+                 report.movement_rows(fixed.measures))]
     page = report.render_html("edge-agent demo: %s" % (site.name or sc.name), intro,
                               report.comparison_rows(agent.measures, fixed.measures),
                               termination_summary(agent.events, site), figures, sections)

@@ -1,7 +1,16 @@
-"""`edge-agent events tail`: the controller events agents send, one line each, gaps shown.
+"""`edge-agent events tail | export`: follow the events agents send; export a log for ATSPM.
 
     edge-agent events tail --site-id springfield --intersection demo-0001
     edge-agent events tail --site-id springfield --json --count 1000 > events.jsonl
+    edge-agent events export --config site.json --history /var/lib/edge-agent/history \
+        --since "2026-03-08 06:00" --until "2026-03-08 10:00" --out export/
+    edge-agent events export --config site.json --log events.jsonl --format parquet --out export/
+    edge-agent events export --rig arterial --duration 3600 --out export/
+
+`export` writes events.csv (TimeStamp local with offset, DeviceId, EventId,
+Parameter) and detectors.csv (DeviceId, Phase, Parameter, Function) from the
+unit's history, a run log (`tail --json` lines or the outbox journal) or a
+fresh rig run; tools/export.py says how.
 
 Events arrive in batches with per-agent sequence numbers (docs/protocols/mqtt.md).
 A batch sent again after a reconnect repeats sequence numbers: the tail drops
@@ -34,6 +43,22 @@ def register(sub):
     t.add_argument("--seconds", type=float, help="exit after this many seconds")
     add_broker_arguments(t)
     t.set_defaults(func=cmd_tail)
+    x = esub.add_parser("export", help="write the event log and detector table ATSPM reads")
+    src = x.add_mutually_exclusive_group(required=True)
+    src.add_argument("--history", metavar="DIR", help="the unit's event history (<store_dir>/history)")
+    src.add_argument("--log", metavar="FILE", help="a run log: `events tail --json` lines or an outbox journal")
+    src.add_argument("--rig", metavar="SCENARIO", help="run the agent on a rig scenario and export it")
+    x.add_argument("--config", metavar="SITE", help="site JSON (zone, device id, detectors); "
+                   "--rig uses the scenario's site")
+    x.add_argument("--since", metavar="TIME", help="from this local time (or ISO 8601 with offset)")
+    x.add_argument("--until", metavar="TIME", help="up to this local time (exclusive)")
+    x.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    x.add_argument("--out", required=True, metavar="DIR", help="directory for events.* and detectors.*")
+    x.add_argument("--duration", type=float, metavar="S", help="--rig: simulated seconds")
+    x.add_argument("--seed", type=int, help="--rig: demand seed")
+    x.add_argument("--start", metavar="TIME", help="--rig: local start (default: the scenario's "
+                   "time of day, today)")
+    x.set_defaults(func=cmd_export)
 
 
 class Tail:
@@ -104,4 +129,30 @@ def cmd_tail(args):
         c.disconnect()
     print("%d events, %d duplicates dropped, %d gaps" % (tail.count, tail.duplicates, tail.gaps),
           file=sys.stderr)
+    return 0
+
+
+def cmd_export(args):
+    from tools import export
+    try:
+        if args.rig:
+            site, events = export.run_and_export(args.rig, args.duration, args.seed, args.start)
+        else:
+            if not args.config:
+                print("edge-agent events export: --config SITE is needed with --history or --log",
+                      file=sys.stderr)
+                return 2
+            site = export.load_site(args.config)
+            if args.history:
+                events = export.history_events(args.history)
+            else:
+                events = export.log_events(args.log)
+        since, until = export.parse_window(site, args.since, args.until)
+        events = export.window(events, since, until)
+        paths = export.write_export(args.out, site, events, args.format)
+    except (export.ExportError, OSError) as e:
+        print("edge-agent events export: %s" % e, file=sys.stderr)
+        return 2
+    print("%d events of %s (%s, zone %s): %s" % (len(events), site.device_id, site.intersection,
+                                                 site.time_zone, ", ".join(paths)))
     return 0

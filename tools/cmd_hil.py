@@ -2,6 +2,7 @@
 
     edge-agent hil run arterial            agent vs Webster fixed time, built-in simulator
     edge-agent hil sumo --duration 3600    agent vs SUMO's actuated and static programs
+    edge-agent hil run arterial --export out/   ... and the agent's log for ATSPM (tools/export.py)
 
 `hil sumo` runs headless: the agent drives SUMO's traffic light through the
 bridge (hil.sumo.bridge), then SUMO runs its own controllers on the same
@@ -15,6 +16,7 @@ import sys
 from edge_agent.intersection import parse_site
 
 from tools import report
+from tools.export import ExportError, add_export_arguments, export_rig_run
 from tools.cmd_demo import ProgressBar, open_scenario, print_comparison, run_pair
 from tools.timeline import summary_lines
 
@@ -42,7 +44,21 @@ def run_scenario(args):
                        "agent": agent.measures.as_dict(), "fixed_time": fixed.measures.as_dict(),
                        "comparison": report.comparison_rows(agent.measures, fixed.measures)}, f, indent=1)
         print("\nmeasures: %s" % args.json)
+    if args.export and write_export(args, site, agent.events, sc.start_tod_ms):
+        return 2
     return 1 if agent.fault is not None else 0
+
+
+def write_export(args, site, events, start_tod_ms):
+    """The run's ATSPM export into args.export; a true value when it failed."""
+    try:
+        paths = export_rig_run(args.export, site, events, start_tod_ms, args.start,
+                               args.export_format)
+    except (ExportError, OSError) as e:
+        print("export: %s" % e, file=sys.stderr)
+        return True
+    print("\nexport for ATSPM (%s): %s" % (site.time_zone, ", ".join(paths)))
+    return False
 
 
 def sumo_lines(results):
@@ -105,6 +121,8 @@ def run_sumo(args):
         with open(args.json, "w") as f:
             json.dump({"seed": args.seed, "duration_s": args.duration, "results": results}, f, indent=1)
         print("\nmeasures: %s" % args.json)
+    if args.export and write_export(args, parse_site(site), agent["events"], 0):
+        return 2
     return 1 if faults else 0
 
 
@@ -121,6 +139,7 @@ def register(sub):
     r.add_argument("--cycles", type=int, default=3, help="cycles in the printed timeline")
     r.add_argument("--movements", action="store_true", help="also print the measures per movement")
     r.add_argument("--json", metavar="PATH", help="write both runs' measures as JSON")
+    add_export_arguments(r)
     r.set_defaults(func=run_scenario)
     s = hsub.add_parser("sumo", help="agent vs SUMO's actuated and static programs (needs eclipse-sumo)")
     s.add_argument("--duration", type=float, default=3600.0, metavar="S",
@@ -129,4 +148,5 @@ def register(sub):
     s.add_argument("--site", metavar="PATH",
                    help="site JSON for the agent and SUMO's programs (default hil/sumo/network/arterial.site.json)")
     s.add_argument("--json", metavar="PATH", help="write the measures as JSON")
+    add_export_arguments(s)
     s.set_defaults(func=run_sumo)

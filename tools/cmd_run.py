@@ -17,6 +17,7 @@ import signal
 import sys
 
 from drivers.keys import KeyFileError, ed25519_verify, load_provisioning
+from drivers.localtime import site_zone
 from drivers.runlog import RunLog
 from drivers.runtime import Runtime, RuntimeConfig
 from edge_agent.intersection import parse_site
@@ -140,6 +141,10 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
     except ConfigError as e:
         raise SetupError("site %s is invalid:\n  %s" % (config, "\n  ".join(e.errors)))
     try:
+        site_zone(site.time_zone)
+    except ValueError as e:
+        raise SetupError("site %s: %s" % (config, e))
+    try:
         prov = load_provisioning(provision)
     except KeyFileError as e:
         raise SetupError(str(e))
@@ -152,7 +157,9 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
                         control_socket=control_socket or os.path.join(prov.store_dir,
                                                                       "control.sock"),
                         allow_trip=allow_trip, panel=parse_panel(panel),
-                        panel_password_hash=(prov.raw.get("panel") or {}).get("password_hash"))
+                        panel_password_hash=(prov.raw.get("panel") or {}).get("password_hash"),
+                        history_days=int(rt_opts.get("history_days", 7)),
+                        history_max_bytes=int(float(rt_opts.get("history_max_mb", 512)) * (1 << 20)))
     link_cfg = None
     if mqtt:
         from drivers.mqtt_link import parse_link_config

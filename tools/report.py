@@ -159,8 +159,9 @@ def _png(fig):
     return buf.getvalue()
 
 
-def ring_diagram_png(log, site, t0_ms, t1_ms, title):
-    """Ring-barrier diagram (one row per ring) over per-phase indications, [t0, t1]."""
+def ring_diagram_png(log, site, t0_ms, t1_ms, title, start_tod_ms=0):
+    """Ring-barrier diagram (one row per ring) over per-phase indications, [t0, t1],
+    on the time-of-day axis of the other charts (start_tod_ms: the run's start)."""
     plt = _plt()
     from matplotlib.patches import Patch
     from matplotlib.lines import Line2D
@@ -171,6 +172,10 @@ def ring_diagram_png(log, site, t0_ms, t1_ms, title):
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(13, 7.2), sharex=True,
                                    gridspec_kw={"height_ratios": [len(rings), len(site.phases)]})
     s = lambda t: (t - t0_ms) / 1000  # noqa: E731
+    # A label goes inside a green only where it fits at this scale: the full
+    # "Ø2  54 s" on long greens, "Ø2" on short ones, none on the shortest.
+    span = max(s(t1_ms), 1.0)
+    full_s, short_s = span * 0.06, span * 0.022
     for r, ring in enumerate(rings):
         y = len(rings) - 1 - r
         for p in ring:
@@ -183,8 +188,11 @@ def ring_diagram_png(log, site, t0_ms, t1_ms, title):
                     continue
                 ax1.broken_barh([(s(a), s(b) - s(a))], (y - 0.22, 0.6), color=colours[kind],
                                 edgecolor="white", linewidth=0.5)
-                if kind == "green" and s(b) - s(a) >= 4:
-                    ax1.text((s(a) + s(b)) / 2, y + 0.08, "\u00d8%d  %.0f s" % (p, (b - a) / 1000),
+                w = s(b) - s(a)
+                if kind == "green" and w >= short_s:
+                    text = ("\u00d8%d  %.0f s" % (p, (b - a) / 1000) if w >= full_s
+                            else "\u00d8%d" % p)
+                    ax1.text((s(a) + s(b)) / 2, y + 0.08, text,
                              ha="center", va="center", color="white", fontsize=9, fontweight="bold")
     ax1.set_yticks(range(len(rings)))
     ax1.set_yticklabels(["ring %d" % (len(rings) - i) for i in range(len(rings))])
@@ -202,8 +210,9 @@ def ring_diagram_png(log, site, t0_ms, t1_ms, title):
     ax2.set_yticks(range(len(order)))
     ax2.set_yticklabels(["\u00d8%d %s" % (p, site.phase_names[p] or "") for p in reversed(order)],
                         fontsize=9)
-    ax2.set_xlabel("time since start of run (s)")
+    ax2.set_xlabel("time of day (hh:mm)")
     ax2.set_xlim(0, s(t1_ms))
+    _time_of_day_axis(ax2, start_tod_ms + t0_ms, s(t1_ms))
     for t, code, g in log:
         if code == ev.BARRIER_TERMINATION and t0_ms <= t <= t1_ms:
             for ax in (ax1, ax2):
@@ -301,6 +310,69 @@ def pcd_png(agent, fixed, start_tod_ms, phase_label):
     return _png(fig)
 
 
+# -- tables with units, and what the baseline comparison hides ---------------------------
+
+MOVEMENT_HEAD = ("movement", "arrivals (veh)", "departures (veh)", "mean delay (s/veh)",
+                 "stopped (%)", "max queue (veh)", "95th-percentile queue (veh)",
+                 "arrivals on green (%)")
+
+
+def movement_rows(m):
+    """Rows of MOVEMENT_HEAD for each movement of a run's Measures, then the total."""
+    rows = []
+    for k, x in list(m.movements.items()) + [("total", m.total)]:
+        rows.append((k, x.arrivals, x.departures, "%.1f" % x.mean_delay_s,
+                     "%.0f" % (100 * x.stop_rate), x.max_queue, x.p95_queue,
+                     "%.0f" % (100 * x.aog_share)))
+    return rows
+
+
+PLAN_HEAD = ("phase", "start in cycle (s)", "green (s)", "yellow (s)", "red clearance (s)",
+             "flow ratio v/s")
+
+
+def plan_rows(plan):
+    """Rows of PLAN_HEAD for a fixed-time plan (hil.fixed_time)."""
+    return [(p, "%.1f" % (t.start / 1000), "%.1f" % (t.green / 1000), "%.1f" % (t.yellow / 1000),
+             "%.1f" % (t.red_clear / 1000), "%.3f" % plan.flow_ratios.get(p, 0.0))
+            for p, t in sorted(plan.timings.items())]
+
+
+def starved_phases(fixed, share=0.5):
+    """Phases the fixed-time plan fails in at least `share` of their greens."""
+    return [p for p, ph in sorted(fixed.phases.items())
+            if ph.greens and ph.split_failures >= share * ph.greens]
+
+
+def baseline_caveat(agent, fixed, phase_of):
+    """A plain sentence when the baseline flatters the agent, else None.
+
+    A fixed-time plan that leaves a left turn's queue growing cycle after
+    cycle loads the baseline's total with a few movements' huge delays; the
+    sentence names them and gives both totals without them.
+    phase_of: {movement id: phase}.
+    """
+    starved = starved_phases(fixed)
+    if not starved:
+        return None
+    movs = [k for k in fixed.movements if phase_of.get(k) in starved]
+    rest = [k for k in fixed.movements if k not in movs]
+
+    def mean(m, keys):
+        served = sum(m.movements[k].departures for k in keys)
+        return sum(m.movements[k].delay_s for k in keys) / served if served else 0.0
+
+    fp = fixed.phases
+    return ("The Webster baseline does not serve phase%s %s: split failures in %s; %s wait %s. "
+            "Its total delay flatters the agent. Without %s: agent %.1f s/veh, fixed time "
+            "%.1f s/veh." % (
+                "s" if len(starved) > 1 else "", ", ".join(str(p) for p in starved),
+                ", ".join("%d of %d greens" % (fp[p].split_failures, fp[p].greens) for p in starved),
+                ", ".join(movs), ", ".join("%.0f s/veh" % fixed.movements[k].mean_delay_s
+                                           for k in movs),
+                " and ".join(movs), mean(agent, rest), mean(fixed, rest)))
+
+
 # -- the HTML page ---------------------------------------------------------------------
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}
@@ -333,15 +405,23 @@ def render_html(title, intro, comparison, terminations, figures, sections=()):
     parts.append("<h2>Actuated agent against the Webster fixed-time baseline</h2>")
     parts.append(_table(("measure", "actuated agent", "Webster fixed time", "change"), comparison))
     parts.append("<h2>Phase terminations (agent)</h2>")
-    parts.append(_table(("phase", "name", "greens", "gap-out", "max-out", "force-off", "mean green"),
-                        [(p, name, n, g, m, f, "%.1f s" % mean)
+    parts.append(_table(("phase", "name", "greens (count)", "gap-outs (count)", "max-outs (count)",
+                         "force-offs (count)", "mean green (s)"),
+                        [(p, name, n, g, m, f, "%.1f" % mean)
                          for p, name, n, g, m, f, mean in terminations], numeric_from=2))
     for png, alt, caption in figures:
         parts.append("<h2>%s</h2>" % html.escape(alt))
         parts.append(_img(png, alt))
         parts.append('<p class="small">%s</p>' % html.escape(caption))
-    for heading, lines in sections:
-        parts.append("<h2>%s</h2><pre>%s</pre>" % (html.escape(heading), html.escape("\n".join(lines))))
+    for section in sections:
+        if len(section) == 3:                   # (heading, column heads, rows): a table
+            heading, head, rows = section
+            parts.append("<h2>%s</h2>" % html.escape(heading))
+            parts.append(_table(head, rows))
+        else:
+            heading, lines = section
+            parts.append("<h2>%s</h2><pre>%s</pre>" % (html.escape(heading),
+                                                       html.escape("\n".join(lines))))
     parts.append('<p class="small">generated %s on %s, Python %s</p></body></html>' % (
         time.strftime("%Y-%m-%d %H:%M"), html.escape(platform.node() or platform.machine()),
         platform.python_version()))

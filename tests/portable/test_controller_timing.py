@@ -106,6 +106,17 @@ def test_locking_call_on_red_is_remembered_and_served():
     assert len(times(log, ev.PHASE_BEGIN_GREEN, 2)) == 1
 
 
+def test_served_call_is_dropped_at_its_green_so_every_43_pairs_with_a_44():
+    # ATSPM's phase wait runs from 43 to the green and is valid only when the
+    # call's next call event is a 44, as a field controller logs at service.
+    _, log, _ = run(two_phase_site(), 60_000, pulses={4: [3_000, 40_000]})
+    assert times(log, ev.PHASE_CALL_REGISTERED, 4) == [3_000]
+    assert times(log, ev.PHASE_CALL_DROPPED, 4) == [17_500]    # with its green at 17.5 s
+    assert times(log, ev.PHASE_BEGIN_GREEN, 4) == [17_500]
+    at = [(code, p) for t, code, p in log if t == 17_500 and p == 4]
+    assert at.index((ev.PHASE_BEGIN_GREEN, 4)) < at.index((ev.PHASE_CALL_DROPPED, 4))
+
+
 def test_non_locking_call_drops_when_the_zone_clears():
     site = two_phase_site()
     site["detectors"][1]["locking"] = False

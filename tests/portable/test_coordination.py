@@ -128,8 +128,8 @@ def test_offset_change_is_reached_by_short_way_within_two_cycles():
     assert first(log, ev.PLAN_ACTIVATED, 0) == 154_000           # at the barrier
     # At the boundary at 204 s the wall-clock cycle is 70 s ahead: shortening
     # 70 s (8.5 s a cycle) is slower than lengthening 30 s (17 s a cycle).
-    assert times(log, ev.COORD_CYCLE_STATE, 1) == [204_000]
-    assert times(log, ev.COORD_CYCLE_STATE, 0)[-1] == 434_000     # 204 + 117 + 113
+    assert times(log, ev.COORD_CYCLE_STATE, ev.COORD_ADD) == [204_000]
+    assert times(log, ev.COORD_CYCLE_STATE, ev.COORD_IN_STEP)[-1] == 434_000     # 204 + 117 + 113
     assert times(log, ev.COORD_YIELD, 2)[2:6] == [265_500, 378_500, 478_500, 578_500]
     assert agent.controller.coord.offset_error(700_000) == 0
     # The lengthened cycles give the extra time to the coordinated phases only.
@@ -147,8 +147,8 @@ def test_short_way_shortens_without_cutting_a_coordinated_green_below_its_minimu
     agent, log = drive(site_d, 900_000, detectors=ALL, plan_at=(150_000, new))
     # Offset 30 -> 20 s: the wall-clock cycle is 10 s ahead. Shorten by at most
     # the coordinated slack 35 - 5.5 - 21 (walk + ped clearance) = 8.5 s, then 1.5 s.
-    assert times(log, ev.COORD_CYCLE_STATE, 2) == [204_000]
-    assert times(log, ev.COORD_CYCLE_STATE, 0)[-1] == 394_000      # 204 + 91.5 + 98.5
+    assert times(log, ev.COORD_CYCLE_STATE, ev.COORD_SUBTRACT) == [204_000]
+    assert times(log, ev.COORD_CYCLE_STATE, ev.COORD_IN_STEP)[-1] == 394_000      # 204 + 91.5 + 98.5
     assert times(log, ev.COORD_YIELD, 2)[2:5] == [240_000, 338_500, 438_500]
     for g0, g1, _ in greens_between(log, 150_000, 900_000)[2]:
         assert g1 - g0 >= 21_000
@@ -161,8 +161,8 @@ def test_dwell_correction_only_lengthens():
     new = parse_plan(coordinated_plan("coord-d", offset=20.0, correction="dwell"), site)
     agent, log = drive(site_d, 700_000, detectors=ALL, plan_at=(150_000, new))
     # Offset 30 -> 20 s: short way would shorten; dwell lengthens 90 s in one cycle.
-    assert times(log, ev.COORD_CYCLE_STATE, 1) == [204_000]
-    assert times(log, ev.COORD_CYCLE_STATE, 2) == []
+    assert times(log, ev.COORD_CYCLE_STATE, ev.COORD_DWELL) == [204_000]
+    assert times(log, ev.COORD_CYCLE_STATE, ev.COORD_SUBTRACT) == []
     assert times(log, ev.COORD_YIELD, 2)[2:4] == [338_500, 438_500]
     assert agent.controller.coord.offset_error(700_000) == 0
 

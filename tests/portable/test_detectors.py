@@ -138,8 +138,9 @@ def test_stuck_on_detector_faults_at_max_presence_and_restores_once_it_clears():
     _, log = drive(site, 60_000, presence={2: [(3_000, 40_000)]}, pulses={4: [3_000]})
     assert times(log, ev.DETECTOR_FAULT_OTHER, 2) == [33_000]
     assert times(log, ev.DETECTOR_RESTORED, 2) == [50_000]          # off at 40 s + 10 s
-    # No on/off events from a detector in fault: its 40 s "off" is not logged.
-    assert times(log, ev.DETECTOR_OFF, 2) == []
+    # A detector in fault still logs its edges (ATSPM counts actuations from
+    # them): its 40 s "off" is in the log.
+    assert times(log, ev.DETECTOR_OFF, 2) == [40_000]
 
 
 def test_no_activity_faults_after_its_minutes_and_an_actuation_starts_the_restore_time():
@@ -339,3 +340,29 @@ def test_alarms_still_flowing_do_not_hide_silent_presence():
     reps += [Report("unit", STATUS, t, t, faults={2: 0}) for t in range(2_000, 8_001, 500)]
     _, log = drive(site, 8_000, reps)
     assert times(log, ev.DETECTOR_FAULT_WATCHDOG, 2) == [5_000]
+
+
+def edges(log, channel):
+    """(ms, 'on'/'off') of one vehicle channel's detector events, in time order."""
+    out = [(t, "on" if c == ev.DETECTOR_ON else "off") for t, c, p in log
+           if c in (ev.DETECTOR_ON, ev.DETECTOR_OFF) and p == channel]
+    return sorted(out)
+
+
+def test_a_pulse_between_steps_logs_on_then_off_at_their_own_milliseconds():
+    _, log = drive(site_with(), 6_000, pulses={4: [3_050]})
+    assert edges(log, 4) == [(3_099, "on"), (3_100, "off")]
+
+
+def test_a_pulse_on_an_occupied_zone_is_the_vehicle_leaving_and_the_next_arriving():
+    # Zone 4 occupied 3.0-5.0 s; a pulse at 4.0 s: off, on (never on, on, off, off).
+    _, log = drive(site_with(), 8_000, presence={4: [(3_000, 5_000)]}, pulses={4: [4_000]})
+    assert edges(log, 4) == [(3_000, "on"), (3_999, "off"), (4_000, "on"), (5_000, "off")]
+
+
+def test_pedestrian_detector_events_carry_the_phase_not_the_button_channel():
+    site = site_with(ped={"channel": 7})
+    _, log = drive(site, 6_000, peds={7: [3_000]})
+    assert times(log, ev.PED_DETECTOR_ON, 2) == [3_000]
+    assert times(log, ev.PED_DETECTOR_OFF, 2) == [3_100]
+    assert times(log, ev.PED_DETECTOR_ON, 7) == []

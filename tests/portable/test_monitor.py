@@ -282,7 +282,8 @@ def test_reset_is_refused_before_the_minimum_flash_then_starts_up_again():
     assert out.events == [(15_900, ev.FLASH_RESET_REFUSED, RESET_LOCAL_COMMAND)]
     assert out.mode == MODE_FLASH and agent.flash_remaining(15_900) == 100
     out = agent.step(16_000, Inputs(flash_reset=RESET_HARDWIRED))
-    assert out.events[:2] == [(16_000, ev.FLASH_RESET, RESET_HARDWIRED),
+    assert out.events[:3] == [(16_000, ev.FLASH_RESET, RESET_HARDWIRED),
+                              (16_000, ev.UNIT_FLASH_STATUS, ev.FLASH_OFF),
                               (16_000, ev.STARTUP_ALL_RED, 0)]
     assert out.mode == MODE_STARTUP_ALL_RED and out.vehicle[2] == RED and out.fault is None
     for t in range(16_100, 20_100, 100):
@@ -332,6 +333,7 @@ def test_controller_exception_ends_in_flash():
     agent.controller.pending = None
     out = agent.step(5_000)
     assert out.mode == MODE_FLASH and out.vehicle[2] == FLASH_RED
+    assert (5_000, ev.UNIT_FLASH_STATUS, ev.FLASH_FAULT_MONITOR) in out.events
     # repr differs by a comma between CPython and MicroPython
     assert out.fault.detail.startswith("controller error: ZeroDivisionError('boom'")
 
