@@ -128,7 +128,8 @@ class Runtime:
         self.outbox.put([(0, BOOT_PLAN, BOOT_SOURCES.get(boot.source, 3))],
                         int(wall_clock() * 1000))
         commands = CommandVerifier(site.intersection, prov.keys, ed25519_verify,
-                                   max_future_s=prov.policy.max_future_s or 300)
+                                   max_future_s=prov.policy.max_future_s or 300,
+                                   max_id_jump=prov.policy.max_version_jump)
         self.intake = Intake(self.verifier, self.store, commands, wall_clock,
                              active_envelope=active_env, log=self.log)
         self.link = None
@@ -337,6 +338,8 @@ class Runtime:
     def _command(self, res, now):
         self.last_command = {"ok": res.ok, "id": getattr(res, "id", None),
                              "at": round(self.wall_clock(), 3)}
+        if self.link is not None:       # central cmd waits for this verdict (QoS 1, by id)
+            self.link.publish(self.topics.cmd_result, self._command_result(res), qos=1)
         if not res.ok:
             self.last_command.update(reason=res.reason, message=res.message)
             self.junk["cmd:" + res.reason] = self.junk.get("cmd:" + res.reason, 0) + 1
@@ -353,6 +356,14 @@ class Runtime:
             self.hold_until = now + int(res.args["seconds"] * 1000)
         elif res.name == "release_hold":
             self.hold_until = None
+
+    def _command_result(self, res):
+        d = {"id": getattr(res, "id", None), "ok": res.ok, "at": round(self.wall_clock(), 3)}
+        if res.ok:
+            d["command"] = res.name
+        else:
+            d.update(reason=res.reason, message=res.message)
+        return d
 
     # -- what goes out ---------------------------------------------------------------------------
 
