@@ -154,7 +154,9 @@ class MqttLink:
 
     def _make_client(self):
         cfg = self.cfg
-        cid = cfg.client_id or "edge-agent-%s" % self.topics.intersection
+        # The broker binds client ids to user names (Mosquitto use_username_as_clientid);
+        # where it cannot (NATS), provisioning gives a per-unit secret client id.
+        cid = cfg.client_id or cfg.username or "edge-agent-%s" % self.topics.intersection
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True,
                         protocol=mqtt.MQTTv311)
         if cfg.username is not None:
