@@ -17,6 +17,14 @@ list, so this thread reconnects with exponential back-off and full jitter
 after each failure. Every connection gets a new session number (kept on disk)
 that goes into the last will, so central can ignore a late will of an older
 session.
+
+Events are delivered end to end: the broker's PUBACK only paces the batches
+in flight; an event leaves the outbox when central acknowledges it on
+`events/ack` ({"first", "last"} of a stored batch). After every reconnect,
+and whenever central has acknowledged nothing for `ack_timeout_s` while
+events wait, the unacknowledged events are sent again (central drops the
+duplicates by sequence number). At most `ack_window` events are sent ahead
+of central's acknowledgement.
 """
 
 import collections
@@ -48,12 +56,12 @@ class LinkConfig:
 
     __slots__ = ("brokers", "site", "username", "password", "client_id", "ca_file",
                  "cert_file", "key_file", "keepalive_s", "backoff_base_s", "backoff_cap_s",
-                 "connect_timeout_s", "inbound_max")
+                 "connect_timeout_s", "inbound_max", "ack_timeout_s", "ack_window")
 
     def __init__(self, brokers, site, username=None, password=None, client_id=None,
                  ca_file=None, cert_file=None, key_file=None, keepalive_s=5,
                  backoff_base_s=0.5, backoff_cap_s=30.0, connect_timeout_s=3.0,
-                 inbound_max=4096):
+                 inbound_max=4096, ack_timeout_s=5.0, ack_window=4000):
         self.brokers = [(h, int(p)) for h, p in brokers]   # primary first, then the others
         self.site = site
         self.username, self.password, self.client_id = username, password, client_id
@@ -62,6 +70,8 @@ class LinkConfig:
         self.backoff_base_s, self.backoff_cap_s = backoff_base_s, backoff_cap_s
         self.connect_timeout_s = connect_timeout_s
         self.inbound_max = inbound_max
+        self.ack_timeout_s = ack_timeout_s      # resend what central has not acknowledged
+        self.ack_window = ack_window            # events sent ahead of central's acknowledgement
 
 
 def parse_link_config(d, base_dir="."):
@@ -103,7 +113,8 @@ def parse_link_config(d, base_dir="."):
     num = {}
     for key, default, lo, hi in (("keepalive_s", 5, 1, 600), ("backoff_base_s", 0.5, 0.01, 60),
                                  ("backoff_cap_s", 30.0, 0.1, 600),
-                                 ("connect_timeout_s", 3.0, 0.1, 60)):
+                                 ("connect_timeout_s", 3.0, 0.1, 60),
+                                 ("ack_timeout_s", 5.0, 0.1, 3600)):
         v = d.get(key, default)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
             errors.append("mqtt.%s: must be a number %s..%s, got %r" % (key, lo, hi, v))
@@ -138,10 +149,11 @@ class MqttLink:
         self.retained = {}                    # topic -> latest payload, re-sent on connect
         self.retained_dirty = set()
         self.retained_lock = threading.Lock()     # held for a few dict operations only
-        self.acks = collections.deque()       # mids acknowledged (on_publish)
+        self.acks = collections.deque()       # mids acknowledged by the broker (on_publish)
+        self.central_acks = collections.deque()   # events/ack payloads from central
+        self.ack_wait_since = None            # monotonic s since central owes an ack
         self.link_events = collections.deque()    # ("up", session) / ("down", reason)
-        self.in_flight = collections.OrderedDict()   # mid -> last event seq in the batch
-        self.done = set()                     # mids acknowledged out of order
+        self.in_flight = {}                   # mid -> last event seq of a batch not PUBACKed
         self.counters = collections.Counter()
         self.stopping = threading.Event()
         self.thread = None
@@ -211,6 +223,10 @@ class MqttLink:
     def _on_message(self, client, userdata, msg):
         t = msg.topic
         tp = self.topics
+        if t == tp.events_ack:                # the link's own business, not the runtime's
+            if len(self.central_acks) < self.cfg.inbound_max:
+                self.central_acks.append(msg.payload)
+            return
         kind = (PLAN if t == tp.plan_desired else CMD if t == tp.cmd
                 else HEARTBEAT if t == tp.heartbeat else OTHER)
         if len(self.inbound) >= self.cfg.inbound_max:
@@ -327,6 +343,10 @@ class MqttLink:
             self.log("info", "broker connected", broker="%s:%d" % (host, port), session=session)
             with self.retained_lock:
                 self.retained_dirty = set(self.retained)
+            self.in_flight.clear()            # a new connection: old mids mean nothing
+            if self.outbox is not None:
+                self.outbox.rewind()          # resend all central has not acknowledged
+            self.ack_wait_since = None
             return True
         if self._connack is None:
             self.counters["connect_timeouts"] += 1
@@ -370,7 +390,8 @@ class MqttLink:
             c.publish(topic, payload, qos=qos, retain=retain)
             self.counters["published"] += 1
         box = self.outbox
-        while box is not None and len(self.in_flight) < self.max_batches:
+        while box is not None and len(self.in_flight) < self.max_batches \
+                and box.unacked_sent() < self.cfg.ack_window:
             batch = box.next_batch(self.batch_events)
             if batch is None:
                 break
@@ -379,22 +400,32 @@ class MqttLink:
             info = c.publish(self.topics.events, payload, qos=1)
             self.in_flight[info.mid] = batch[1]
             box.sent(batch)
+            if self.ack_wait_since is None:
+                self.ack_wait_since = time.monotonic()
             self.counters["event_batches"] += 1
 
     def _take_acks(self):
         while self.acks:
-            mid = self.acks.popleft()
-            if mid in self.in_flight:
-                self.done.add(mid)
-        # Batches count as delivered in publish order only: a gap stays open.
-        while self.in_flight:
-            mid, last = next(iter(self.in_flight.items()))
-            if mid not in self.done:
-                break
-            self.in_flight.popitem(last=False)
-            self.done.discard(mid)
-            if self.outbox is not None:
-                self.outbox.acked(last)
+            self.in_flight.pop(self.acks.popleft(), None)
+        box = self.outbox
+        if box is None:
+            return
+        while self.central_acks:
+            d = _ack(self.central_acks.popleft())
+            if d is None:
+                self.counters["bad_acks"] += 1
+            elif box.acked_range(*d):
+                self.counters["central_acks"] += 1
+                self.ack_wait_since = time.monotonic()
+        if box.unacked_sent() == 0:
+            self.ack_wait_since = None
+        elif self.ack_wait_since is not None and \
+                time.monotonic() - self.ack_wait_since > self.cfg.ack_timeout_s:
+            # Central has not confirmed for a while (offline, or its broker lost the
+            # batches): send everything unacknowledged again.
+            box.rewind()
+            self.counters["resends"] += 1
+            self.ack_wait_since = None
 
     def _shutdown(self):
         c = self.client
@@ -422,3 +453,15 @@ class MqttLink:
         s["broker"] = "%s:%d" % self.broker if self.broker else None
         s["events_in_flight"] = len(self.in_flight)
         return s
+
+
+def _ack(payload):
+    """(first, last) of an events/ack payload, or None when it is not one."""
+    try:
+        d = json.loads(payload)
+        first, last = d["first"], d["last"]
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError):
+        return None
+    if type(first) is not int or type(last) is not int or not 0 < first <= last:
+        return None
+    return first, last
