@@ -310,9 +310,9 @@ class MqttLink:
     def _backoff(self):
         """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
         cfg = self.cfg
-        ceiling = min(cfg.backoff_cap_s, cfg.backoff_base_s * (2 ** min(self._attempt, 30)))
+        delay = full_jitter(self._attempt, cfg.backoff_base_s, cfg.backoff_cap_s, self.rng)
         self._attempt += 1
-        return self.rng.uniform(0, ceiling)
+        return delay
 
     def _connect(self):
         """Open a session with the next broker; True once CONNACK accepted it."""
@@ -465,3 +465,43 @@ def _ack(payload):
     if type(first) is not int or type(last) is not int or not 0 < first <= last:
         return None
     return first, last
+
+
+def full_jitter(attempt, base_s, cap_s, rng=random):
+    """A reconnect delay drawn uniformly from [0, min(cap, base * 2^attempt)]."""
+    return rng.uniform(0, min(cap_s, base_s * (2 ** min(attempt, 30))))
+
+
+def use_full_jitter(client, base_s=0.1, cap_s=2.0, rng=None):
+    """Make a paho client's own reconnects (loop_start) wait with full jitter.
+
+    paho's back-off doubles from 1 s to 120 s with no jitter: after a 20 s
+    outage a client came back 21 s late. Before each wait paho reads its delay
+    from reconnect_delay_set, so every loss or failed attempt draws the next one.
+    Chains the client's on_connect and on_disconnect; call after setting them.
+    """
+    rng = rng or random.Random()
+    attempt = [0]
+    connected, disconnected = client.on_connect, client.on_disconnect
+
+    def draw():
+        d = full_jitter(attempt[0], base_s, cap_s, rng)
+        attempt[0] += 1
+        client.reconnect_delay_set(d, d)
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        if not reason_code.is_failure:
+            attempt[0] = 0
+        if connected is not None:
+            connected(c, userdata, flags, reason_code, properties)
+
+    def on_disconnect(c, userdata, flags, reason_code, properties):
+        draw()
+        if disconnected is not None:
+            disconnected(c, userdata, flags, reason_code, properties)
+
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    client.on_connect_fail = lambda c, userdata: draw()
+    draw()
+    return client

@@ -30,6 +30,8 @@ def register(sub):
     h = csub.add_parser("heartbeat", help="publish the central heartbeat every --period seconds")
     h.add_argument("--period", type=float, default=1.0)
     h.add_argument("--seconds", type=float, help="stop after this many seconds")
+    h.add_argument("--backoff-cap", type=float, default=2.0, metavar="S",
+                   help="reconnect after a broker loss within [0, S] s (full jitter)")
     add_broker_arguments(h)
     h.set_defaults(func=cmd_heartbeat)
     c = csub.add_parser("cmd", help="sign and send a command to one intersection")
@@ -45,7 +47,8 @@ def register(sub):
 
 
 def cmd_heartbeat(args):
-    c = connect(args, "central-heartbeat")
+    # Agents judge central by this heartbeat: come back within seconds of the broker.
+    c = connect(args, "central-heartbeat", backoff=(0.1, args.backoff_cap))
     topic = "tsc/v1/%s/central/heartbeat" % args.site_id
     t0 = time.monotonic()
     seq = 0
