@@ -33,6 +33,7 @@ import random
 import ssl
 import threading
 import time
+import zlib
 
 from drivers.store import StoreError
 from drivers.topics import dumps, will_payload
@@ -56,12 +57,12 @@ class LinkConfig:
 
     __slots__ = ("brokers", "site", "username", "password", "client_id", "ca_file",
                  "cert_file", "key_file", "keepalive_s", "backoff_base_s", "backoff_cap_s",
-                 "connect_timeout_s", "inbound_max", "ack_timeout_s", "ack_window")
+                 "connect_timeout_s", "inbound_max", "ack_timeout_s", "ack_window", "spread")
 
     def __init__(self, brokers, site, username=None, password=None, client_id=None,
                  ca_file=None, cert_file=None, key_file=None, keepalive_s=5,
                  backoff_base_s=0.5, backoff_cap_s=30.0, connect_timeout_s=3.0,
-                 inbound_max=4096, ack_timeout_s=5.0, ack_window=4000):
+                 inbound_max=4096, ack_timeout_s=5.0, ack_window=4000, spread=False):
         self.brokers = [(h, int(p)) for h, p in brokers]   # primary first, then the others
         self.site = site
         self.username, self.password, self.client_id = username, password, client_id
@@ -72,6 +73,7 @@ class LinkConfig:
         self.inbound_max = inbound_max
         self.ack_timeout_s = ack_timeout_s      # resend what central has not acknowledged
         self.ack_window = ack_window            # events sent ahead of central's acknowledgement
+        self.spread = spread                    # cluster nodes: start at a node chosen by id
 
 
 def parse_link_config(d, base_dir="."):
@@ -119,11 +121,15 @@ def parse_link_config(d, base_dir="."):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
             errors.append("mqtt.%s: must be a number %s..%s, got %r" % (key, lo, hi, v))
         num[key] = v
+    spread = d.get("spread", False)
+    if not isinstance(spread, bool):
+        errors.append("mqtt.spread: must be true (a cluster: units spread over the nodes) "
+                      "or false (the first broker is the primary), got %r" % (spread,))
     if errors:
         raise ValueError("\n  ".join(errors))
     return LinkConfig(brokers, site, d.get("username"), d.get("password"), d.get("client_id"),
                       path(tls.get("ca_file")), path(tls.get("cert_file")),
-                      path(tls.get("key_file")), **num)
+                      path(tls.get("key_file")), spread=spread, **num)
 
 
 class MqttLink:
@@ -158,7 +164,13 @@ class MqttLink:
         self.stopping = threading.Event()
         self.thread = None
         self._attempt = 0
-        self._broker_index = 0
+        # A cluster's units start on different nodes (a stable choice per unit), so a
+        # node's loss moves only its share; a primary/secondary pair starts on the first.
+        self._broker_index = (zlib.crc32(topics.intersection.encode()) % len(cfg.brokers)
+                              if cfg.spread else 0)
+        self.sub_mids = {}                    # SUBSCRIBE mid -> [(topic, qos)]
+        self.sub_failed = collections.deque()     # [(topic, qos)] refused (SUBACK 0x80)
+        self.sub_retry_at = None
         self._connack = None
         self.client = self._make_client()
 
@@ -182,6 +194,7 @@ class MqttLink:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
         c.suppress_exceptions = True
         return c
 
@@ -209,13 +222,29 @@ class MqttLink:
         ok = not reason_code.is_failure
         self._connack = ok
         if ok:
-            try:
-                client.subscribe(self.topics.subscriptions())
-            except Exception:        # never let anything out of a paho callback
-                self.counters["subscribe_errors"] += 1
+            self._subscribe(client, self.topics.subscriptions())
         else:
             self.counters["refused"] += 1
             self.link_events.append(("refused", str(reason_code)))
+
+    def _subscribe(self, client, subs):
+        try:
+            rc, mid = client.subscribe(subs)
+            if rc == mqtt.MQTT_ERR_SUCCESS:
+                self.sub_mids[mid] = subs
+        except Exception:            # never let anything out of a paho callback
+            self.counters["subscribe_errors"] += 1
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        # NATS 2.9 refuses ~1 in 5 QoS 1 subscriptions (SUBACK 0x80, after 4 s) while
+        # a cluster node is down (nats-server #3116): those are retried, not given up.
+        subs = self.sub_mids.pop(mid, None)
+        if subs is None:
+            return
+        for sub, code in zip(subs, reason_codes):
+            if code.is_failure:
+                self.counters["subscribe_refused"] += 1
+                self.sub_failed.append(sub)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.link_events.append(("down", str(reason_code)))
@@ -344,6 +373,8 @@ class MqttLink:
             with self.retained_lock:
                 self.retained_dirty = set(self.retained)
             self.in_flight.clear()            # a new connection: old mids mean nothing
+            self.sub_failed.clear()           # on_connect subscribed to everything again
+            self.sub_retry_at = None
             if self.outbox is not None:
                 self.outbox.rewind()          # resend all central has not acknowledged
             self.ack_wait_since = None
@@ -365,6 +396,7 @@ class MqttLink:
             self._take_acks()
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 break
+            self._retry_subscriptions()
             self._send()
         lost = not self.stopping.is_set()
         if lost:
@@ -403,6 +435,19 @@ class MqttLink:
             if self.ack_wait_since is None:
                 self.ack_wait_since = time.monotonic()
             self.counters["event_batches"] += 1
+
+    def _retry_subscriptions(self):
+        if not self.sub_failed:
+            return
+        now = time.monotonic()
+        if self.sub_retry_at is None:
+            self.sub_retry_at = now + self.rng.uniform(0.1, 1.0)
+        elif now >= self.sub_retry_at:
+            subs = list(dict.fromkeys(self.sub_failed))
+            self.sub_failed.clear()
+            self.sub_retry_at = None
+            self.counters["subscribe_retries"] += 1
+            self._subscribe(self.client, subs)
 
     def _take_acks(self):
         while self.acks:

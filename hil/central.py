@@ -66,6 +66,9 @@ class Central:
         c.on_connect = self._on_connect
         c.on_disconnect = lambda *a: self.connected.clear()
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
+        self.sub_mids = {}
+        self.subscribed = threading.Event()   # every subscription granted (SUBACK)
         self.client = c
 
     def start(self, timeout_s=5.0):
@@ -73,8 +76,9 @@ class Central:
             self._load_journal()
         self.client.connect(self.host, self.port, keepalive=5)
         self.client.loop_start()
-        if not self.connected.wait(timeout_s):
-            raise RuntimeError("central stand-in could not connect to %s:%d" % (self.host, self.port))
+        if not self.connected.wait(timeout_s) or not self.subscribed.wait(timeout_s):
+            raise RuntimeError("central stand-in could not connect and subscribe to %s:%d"
+                               % (self.host, self.port))
         return self
 
     def stop(self):
@@ -112,9 +116,23 @@ class Central:
         if reason_code.is_failure:
             return
         base = "%s/%s/" % (PREFIX, self.site)
-        client.subscribe([(base + "+/state", 1), (base + "+/plan/reported", 1),
-                          (base + "+/events", 1), (base + "+/telemetry", 0)])
+        self.subscribed.clear()
+        self._subscribe([(base + "+/state", 1), (base + "+/plan/reported", 1),
+                         (base + "+/events", 1), (base + "+/telemetry", 0)])
         self.connected.set()
+
+    def _subscribe(self, subs):
+        rc, mid = self.client.subscribe(subs)
+        self.sub_mids[mid] = subs
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        # A NATS cluster with a node down refuses some QoS 1 subscriptions (#3116): again.
+        subs = self.sub_mids.pop(mid, [])
+        again = [sub for sub, code in zip(subs, reason_codes) if code.is_failure]
+        if again:
+            self._subscribe(again)
+        elif not self.sub_mids:
+            self.subscribed.set()
 
     def _on_message(self, client, userdata, msg):
         try:
