@@ -42,6 +42,8 @@ $(VENV)/.dev: pyproject.toml $(VENV)/bin/python
 .system-deps:
 	command -v mosquitto >/dev/null || command -v /usr/sbin/mosquitto >/dev/null || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto)
+	command -v nats-server >/dev/null || command -v /usr/sbin/nats-server >/dev/null || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nats-server)
 	touch $@
 
 clean:
