@@ -95,7 +95,8 @@ class SimUnit:
         self.active = None
         self.connected_at = None
         self.lost_at = None
-        self.reconnects = []           # seconds from loss to CONNACK
+        self.reconnects = []           # seconds from loss to subscribed and state sent
+        self.connacks = []             # seconds from loss to a CONNACK (each attempt that got one)
         self.attempt = 0
 
     async def connect(self):
@@ -107,6 +108,8 @@ class SimUnit:
                             will=(self.t.state, will_payload(self.session)), keepalive=10)
             try:
                 await c.connect(host, port)
+                if self.lost_at is not None:
+                    self.connacks.append(time.monotonic() - self.lost_at)
                 subs = self.t.subscriptions()
                 for _ in range(5):           # nats-server #3116: refused QoS 1 subs, again
                     codes = await c.subscribe(subs)
@@ -114,8 +117,12 @@ class SimUnit:
                     if not subs:
                         break
                     f.counters["subscribe_retries"] += 1
+                await c.publish(self.t.state, dumps({"online": True, "mode": "central",
+                                                     "session": self.session}),
+                                qos=1, retain=True)
             except (OSError, ConnectionError, EOFError, asyncio.TimeoutError):
                 f.counters["connect_failures"] += 1
+                c.abort()
                 self.node += 1
                 await asyncio.sleep(full_jitter(self.attempt, f.backoff_base_s, f.backoff_cap_s,
                                                 f.rng))
@@ -128,8 +135,6 @@ class SimUnit:
                 self.reconnects.append(now - self.lost_at)
                 self.lost_at = None
             self.connected_at = now
-            await c.publish(self.t.state, dumps({"online": True, "mode": "central",
-                                                 "session": self.session}), qos=1, retain=True)
             self.box.rewind()                 # resend whatever central has not acknowledged
             self.box.sent_at = None
             asyncio.get_running_loop().create_task(self.watch(c))
