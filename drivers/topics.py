@@ -60,7 +60,9 @@ class Topics:
 
     def subscriptions(self):
         """(topic, QoS) the agent subscribes to on every connection."""
-        return [(self.plan_desired, 1), (self.cmd, 1), (self.heartbeat, 0), (self.events_ack, 1)]
+        # events/ack at QoS 0: a lost ack costs a resend (central drops the duplicate),
+        # and on NATS each QoS 1 subscription is a JetStream consumer per unit.
+        return [(self.plan_desired, 1), (self.cmd, 1), (self.heartbeat, 0), (self.events_ack, 0)]
 
 
 def dumps(obj):

@@ -231,3 +231,12 @@ def test_broker_node_sigkill_with_central_offline_loses_no_event(healed, tmp_pat
     finally:
         agent.stop()
 
+
+
+def test_the_shipped_cluster_config_is_the_one_the_tests_run():
+    import os
+    from hil.nats import shipped_config
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "docs", "nats", "node-a.conf")
+    with open(path) as f:
+        assert f.read() == shipped_config(), "regenerate: python -m hil.nats > docs/nats/node-a.conf"

@@ -41,6 +41,9 @@ def add_arguments(p):
     p.add_argument("--agents", type=int, default=2, help="real `edge-agent run` processes")
     p.add_argument("--workers", type=int, default=3, help="central workers (queue group)")
     p.add_argument("--publishers", type=int, default=16, help="plan fan-out MQTT connections")
+    p.add_argument("--connect-parallel", type=int, default=25,
+                   help="units connecting at once (200 at once timed out JetStream session "
+                        "lookups on this machine)")
     p.add_argument("--telemetry-s", type=float, default=10.0, help="telemetry measuring window")
     p.add_argument("--keep", action="store_true", help="keep the working directory")
 
@@ -116,7 +119,8 @@ def run(args):
         for i, a in enumerate(agents):
             procs.append(real_agent(os.path.join(d, a), a, cluster, "agent-secret-%d" % i))
         keys = {KID: ("hmac", bytes.fromhex(SECRET))}
-        fleet = Fleet(units, cluster.mqtt_nodes, SITE, keys).start()
+        fleet = Fleet(units, cluster.mqtt_nodes, SITE, keys,
+                      connect_parallel=args.connect_parallel).start()
         usage0 = cluster.usage()
         t0 = time.monotonic()
         fleet.connect_all()
