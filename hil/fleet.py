@@ -248,14 +248,18 @@ class Fleet:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
 
     def connect_all(self, timeout_s=600):
+        """Connect every unit (connect_parallel at a time); the number connected when
+        all were or timeout_s passed (the others keep trying in the background)."""
         async def go():
             sem = asyncio.Semaphore(self.connect_parallel)
 
             async def one(u):
                 async with sem:
                     await u.connect()
-            await asyncio.gather(*(one(u) for u in self.units))
-        self.call(go(), timeout_s)
+            tasks = [asyncio.ensure_future(one(u)) for u in self.units]
+            await asyncio.wait(tasks, timeout=timeout_s)
+        self.call(go())
+        return self.connected()
 
     def start_ticks(self):
         """1 Hz per unit, spread over the second in ten slices."""
@@ -280,6 +284,11 @@ class Fleet:
             for u in self.units:
                 if u.client is not None:
                     await u.client.disconnect()
+            me = asyncio.current_task()
+            rest = [t for t in asyncio.all_tasks() if t is not me]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
         try:
             self.call(close(), 30)
         finally:
