@@ -196,8 +196,14 @@ class SimUnit:
                                                   "plan": self.active}), qos=0)
         f.counters["telemetry_sent"] += 1
         box = self.box
-        if box.sent_at is not None and time.monotonic() - box.sent_at > f.ack_timeout_s:
-            box.rewind()
+        now_s = time.monotonic()
+        if box.send_from - 1 <= box.acked:
+            box.sent_at = None                    # nothing owed by central
+        elif box.sent_at is None:
+            box.sent_at = now_s                   # owed since now (an ack moved the mark)
+        elif now_s - box.sent_at > f.ack_timeout_s:
+            box.rewind()                          # a worker died, an ack was lost: again
+            box.sent_at = None
             f.counters["resends"] += 1
         b = box.batch()
         if b is not None:
@@ -205,7 +211,7 @@ class SimUnit:
                                                     "session": self.session, "first": b[0][0],
                                                     "last": b[-1][0], "events": b}), qos=1)
             if box.sent_at is None:
-                box.sent_at = time.monotonic()
+                box.sent_at = now_s
 
 
 def t_verdict(topics, version):
