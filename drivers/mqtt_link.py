@@ -22,7 +22,8 @@ Events are delivered end to end: the broker's PUBACK only paces the batches
 in flight; an event leaves the outbox when central acknowledges it on
 `events/ack` ({"first", "last"} of a stored batch). After every reconnect,
 and whenever central has acknowledged nothing for `ack_timeout_s` while
-events wait, the unacknowledged events are sent again (central drops the
+events wait (doubling, up to a minute, while central stays silent), the
+unacknowledged events are sent again (central drops the
 duplicates by sequence number). At most `ack_window` events are sent ahead
 of central's acknowledgement.
 """
@@ -50,6 +51,7 @@ HEARTBEAT = "heartbeat"
 OTHER = "other"
 
 SESSION = "session.json"
+ACK_TIMEOUT_CAP_S = 60.0
 
 
 class LinkConfig:
@@ -158,6 +160,7 @@ class MqttLink:
         self.acks = collections.deque()       # mids acknowledged by the broker (on_publish)
         self.central_acks = collections.deque()   # events/ack payloads from central
         self.ack_wait_since = None            # monotonic s since central owes an ack
+        self.ack_timeout = cfg.ack_timeout_s  # doubles while central stays silent
         self.link_events = collections.deque()    # ("up", session) / ("down", reason)
         self.in_flight = {}                   # mid -> last event seq of a batch not PUBACKed
         self.counters = collections.Counter()
@@ -222,6 +225,7 @@ class MqttLink:
         ok = not reason_code.is_failure
         self._connack = ok
         if ok:
+            self.sub_mids.clear()             # a new connection: older SUBSCRIBEs are void
             self._subscribe(client, self.topics.subscriptions())
         else:
             self.counters["refused"] += 1
@@ -290,6 +294,11 @@ class MqttLink:
         with self.retained_lock:
             self.retained[topic] = payload
             self.retained_dirty.add(topic)
+
+    @property
+    def subscribed(self):
+        """Connected, and every subscription of this connection granted (SUBACK)."""
+        return self.connected and not self.sub_mids and not self.sub_failed
 
     def take_link_events(self):
         out = []
@@ -378,6 +387,7 @@ class MqttLink:
             if self.outbox is not None:
                 self.outbox.rewind()          # resend all central has not acknowledged
             self.ack_wait_since = None
+            self.ack_timeout = cfg.ack_timeout_s
             return True
         if self._connack is None:
             self.counters["connect_timeouts"] += 1
@@ -462,15 +472,18 @@ class MqttLink:
             elif box.acked_range(*d):
                 self.counters["central_acks"] += 1
                 self.ack_wait_since = time.monotonic()
+                self.ack_timeout = self.cfg.ack_timeout_s
         if box.unacked_sent() == 0:
             self.ack_wait_since = None
         elif self.ack_wait_since is not None and \
-                time.monotonic() - self.ack_wait_since > self.cfg.ack_timeout_s:
+                time.monotonic() - self.ack_wait_since > self.ack_timeout:
             # Central has not confirmed for a while (offline, or its broker lost the
-            # batches): send everything unacknowledged again.
+            # batches): send everything unacknowledged again, and wait twice as long
+            # next time (up to a minute) so a long central outage is not a resend storm.
             box.rewind()
             self.counters["resends"] += 1
             self.ack_wait_since = None
+            self.ack_timeout = min(ACK_TIMEOUT_CAP_S, self.ack_timeout * 2)
 
     def _shutdown(self):
         c = self.client

@@ -3,6 +3,7 @@ printed "sent" without the agent's refusal. Command ids now have the plans' jump
 and the agent's verdict travels back on cmd/result to `central cmd`."""
 
 import json
+import time
 
 from drivers.commands import CommandVerifier, command_body, sign_command
 from tests.linkrig import INTERSECTION, KID, SECRET, SITE, AgentUnderTest
@@ -43,6 +44,10 @@ def test_central_cmd_prints_the_refusal_and_later_commands_still_work(tmp_path, 
     key.write_text(json.dumps({"kid": KID, "scheme": "hmac", "secret": SECRET}))
     agent = AgentUnderTest(tmp_path / "agent", [(broker.host, broker.port)]).start()
     try:
+        deadline = time.monotonic() + 15           # commands are not retained: subscribed first
+        while not agent.rt.link.subscribed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert agent.rt.link.subscribed
         code, out = run_cmd(broker, key, 5, capsys)
         assert code == 0 and "accepted: resend_state (id 5)" in out, out
         code, out = run_cmd(broker, key, 2 ** 53 - 1, capsys)

@@ -181,7 +181,7 @@ def test_a_unit_cannot_touch_another_units_topics_or_session(cluster, tmp_path):
     a = Probe(cluster, 1, A, PASSWORDS[A], SECRET_IDS[A])
     try:
         link = agent_b.rt.link
-        assert wait_for(lambda: link.connected, 15)
+        assert wait_for(lambda: link.subscribed, 15)
         a.subscribe(t(B, "cmd"))
         assert a.suback[-1].is_failure                   # SUBACK 0x80
         a.subscribe(t(B, "plan/desired"))

@@ -268,7 +268,7 @@ def test_another_units_credentials_cannot_take_over_a_units_client_id(tmp_path):
                                mqtt={"username": B, "password": PASSWORDS[B]}).start()
         try:
             link = agent.rt.link
-            assert wait_for(lambda: link.connected, 10)
+            assert wait_for(lambda: link.subscribed, 10)
             # A's credentials, B's client id (the old predictable one and B's user name), twice each.
             for cid in ("edge-agent-" + B, B) * 2:
                 thief = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid)
