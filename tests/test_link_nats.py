@@ -226,7 +226,7 @@ def test_broker_node_sigkill_with_central_offline_loses_no_event(healed, tmp_pat
         events = central.events(A)
         assert got, (len(events), last_before_kill, box.stats(), link.stats())
         assert events[0][0] == 1 and central.missing(A) == []
-        assert node_of(cluster, link) != victim
+        assert wait_for(lambda: link.connected and node_of(cluster, link) != victim, 30)
         central.stop()
     finally:
         agent.stop()
