@@ -42,9 +42,10 @@ $(VENV)/.dev: pyproject.toml $(VENV)/bin/python
 # Chromium with its driver for the front panel's browser test.
 .system-deps:
 	(command -v mosquitto >/dev/null || command -v /usr/sbin/mosquitto >/dev/null) && \
+	  (command -v nats-server >/dev/null || command -v /usr/sbin/nats-server >/dev/null) && \
 	  command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	    mosquitto chromium chromium-driver)
+	    mosquitto nats-server chromium chromium-driver)
 	touch $@
 
 clean:

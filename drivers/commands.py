@@ -11,6 +11,11 @@ Commands are short-lived: one issued more than `max_age_s` ago (or ahead of
 the wall clock by more than the plan policy allows) is refused, and so is one
 whose id is not above the last accepted command id (replay). A command can
 never clear a latched flash: that stays a local technician action.
+
+Command ids have the plans' jump limit (policy.max_version_jump): an id more
+than that above the last accepted one (above 0 before the first) is refused
+as "id_jump", so one mistyped or hostile-but-signed id near 2^53 cannot lock
+out every later command.
 """
 
 import json
@@ -53,8 +58,9 @@ class CommandVerifier:
     """Checks command envelopes against the controller's keyring."""
 
     def __init__(self, intersection, keys, ed25519_verify=None, max_age_s=300,
-                 max_future_s=300):
+                 max_future_s=300, max_id_jump=1000):
         self.intersection = intersection
+        self.max_id_jump = max_id_jump          # None: no bound (as for plans)
         self.keys = keys
         self.ed25519_verify = ed25519_verify
         self.max_age_s, self.max_future_s = max_age_s, max_future_s
@@ -80,6 +86,10 @@ class CommandVerifier:
                            % (d.get("intersection"), self.intersection), cid)
         if last_id is not None and cid <= last_id:
             return Refused("replay", "command id %d is not above %d" % (cid, last_id), cid)
+        base = last_id or 0
+        if self.max_id_jump is not None and cid - base > self.max_id_jump:
+            return Refused("id_jump", "command id %d is %d above the last accepted id %d "
+                           "(at most %d allowed)" % (cid, cid - base, base, self.max_id_jump), cid)
         expires = d.get("expires_at")
         if expires is not None and not _num(expires):
             return Refused("malformed", "command body: expires_at must be unix seconds", cid)

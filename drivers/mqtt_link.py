@@ -17,6 +17,15 @@ list, so this thread reconnects with exponential back-off and full jitter
 after each failure. Every connection gets a new session number (kept on disk)
 that goes into the last will, so central can ignore a late will of an older
 session.
+
+Events are delivered end to end: the broker's PUBACK only paces the batches
+in flight; an event leaves the outbox when central acknowledges it on
+`events/ack` ({"first", "last"} of a stored batch). After every reconnect,
+and whenever central has acknowledged nothing for `ack_timeout_s` while
+events wait (doubling, up to a minute, while central stays silent), the
+unacknowledged events are sent again (central drops the
+duplicates by sequence number). At most `ack_window` events are sent ahead
+of central's acknowledgement.
 """
 
 import collections
@@ -25,6 +34,7 @@ import random
 import ssl
 import threading
 import time
+import zlib
 
 from drivers.store import StoreError
 from drivers.topics import dumps, will_payload
@@ -41,6 +51,7 @@ HEARTBEAT = "heartbeat"
 OTHER = "other"
 
 SESSION = "session.json"
+ACK_TIMEOUT_CAP_S = 60.0
 
 
 class LinkConfig:
@@ -48,12 +59,12 @@ class LinkConfig:
 
     __slots__ = ("brokers", "site", "username", "password", "client_id", "ca_file",
                  "cert_file", "key_file", "keepalive_s", "backoff_base_s", "backoff_cap_s",
-                 "connect_timeout_s", "inbound_max")
+                 "connect_timeout_s", "inbound_max", "ack_timeout_s", "ack_window", "spread")
 
     def __init__(self, brokers, site, username=None, password=None, client_id=None,
                  ca_file=None, cert_file=None, key_file=None, keepalive_s=5,
                  backoff_base_s=0.5, backoff_cap_s=30.0, connect_timeout_s=3.0,
-                 inbound_max=4096):
+                 inbound_max=4096, ack_timeout_s=5.0, ack_window=4000, spread=False):
         self.brokers = [(h, int(p)) for h, p in brokers]   # primary first, then the others
         self.site = site
         self.username, self.password, self.client_id = username, password, client_id
@@ -62,6 +73,9 @@ class LinkConfig:
         self.backoff_base_s, self.backoff_cap_s = backoff_base_s, backoff_cap_s
         self.connect_timeout_s = connect_timeout_s
         self.inbound_max = inbound_max
+        self.ack_timeout_s = ack_timeout_s      # resend what central has not acknowledged
+        self.ack_window = ack_window            # events sent ahead of central's acknowledgement
+        self.spread = spread                    # cluster nodes: start at a node chosen by id
 
 
 def parse_link_config(d, base_dir="."):
@@ -103,16 +117,21 @@ def parse_link_config(d, base_dir="."):
     num = {}
     for key, default, lo, hi in (("keepalive_s", 5, 1, 600), ("backoff_base_s", 0.5, 0.01, 60),
                                  ("backoff_cap_s", 30.0, 0.1, 600),
-                                 ("connect_timeout_s", 3.0, 0.1, 60)):
+                                 ("connect_timeout_s", 3.0, 0.1, 60),
+                                 ("ack_timeout_s", 5.0, 0.1, 3600)):
         v = d.get(key, default)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
             errors.append("mqtt.%s: must be a number %s..%s, got %r" % (key, lo, hi, v))
         num[key] = v
+    spread = d.get("spread", False)
+    if not isinstance(spread, bool):
+        errors.append("mqtt.spread: must be true (a cluster: units spread over the nodes) "
+                      "or false (the first broker is the primary), got %r" % (spread,))
     if errors:
         raise ValueError("\n  ".join(errors))
     return LinkConfig(brokers, site, d.get("username"), d.get("password"), d.get("client_id"),
                       path(tls.get("ca_file")), path(tls.get("cert_file")),
-                      path(tls.get("key_file")), **num)
+                      path(tls.get("key_file")), spread=spread, **num)
 
 
 class MqttLink:
@@ -138,15 +157,23 @@ class MqttLink:
         self.retained = {}                    # topic -> latest payload, re-sent on connect
         self.retained_dirty = set()
         self.retained_lock = threading.Lock()     # held for a few dict operations only
-        self.acks = collections.deque()       # mids acknowledged (on_publish)
+        self.acks = collections.deque()       # mids acknowledged by the broker (on_publish)
+        self.central_acks = collections.deque()   # events/ack payloads from central
+        self.ack_wait_since = None            # monotonic s since central owes an ack
+        self.ack_timeout = cfg.ack_timeout_s  # doubles while central stays silent
         self.link_events = collections.deque()    # ("up", session) / ("down", reason)
-        self.in_flight = collections.OrderedDict()   # mid -> last event seq in the batch
-        self.done = set()                     # mids acknowledged out of order
+        self.in_flight = {}                   # mid -> last event seq of a batch not PUBACKed
         self.counters = collections.Counter()
         self.stopping = threading.Event()
         self.thread = None
         self._attempt = 0
-        self._broker_index = 0
+        # A cluster's units start on different nodes (a stable choice per unit), so a
+        # node's loss moves only its share; a primary/secondary pair starts on the first.
+        self._broker_index = (zlib.crc32(topics.intersection.encode()) % len(cfg.brokers)
+                              if cfg.spread else 0)
+        self.sub_mids = {}                    # SUBSCRIBE mid -> [(topic, qos)]
+        self.sub_failed = collections.deque()     # [(topic, qos)] refused (SUBACK 0x80)
+        self.sub_retry_at = None
         self._connack = None
         self.client = self._make_client()
 
@@ -154,7 +181,9 @@ class MqttLink:
 
     def _make_client(self):
         cfg = self.cfg
-        cid = cfg.client_id or "edge-agent-%s" % self.topics.intersection
+        # The broker binds client ids to user names (Mosquitto use_username_as_clientid);
+        # where it cannot (NATS), provisioning gives a per-unit secret client id.
+        cid = cfg.client_id or cfg.username or "edge-agent-%s" % self.topics.intersection
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True,
                         protocol=mqtt.MQTTv311)
         if cfg.username is not None:
@@ -168,6 +197,7 @@ class MqttLink:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
         c.suppress_exceptions = True
         return c
 
@@ -195,13 +225,30 @@ class MqttLink:
         ok = not reason_code.is_failure
         self._connack = ok
         if ok:
-            try:
-                client.subscribe(self.topics.subscriptions())
-            except Exception:        # never let anything out of a paho callback
-                self.counters["subscribe_errors"] += 1
+            self.sub_mids.clear()             # a new connection: older SUBSCRIBEs are void
+            self._subscribe(client, self.topics.subscriptions())
         else:
             self.counters["refused"] += 1
             self.link_events.append(("refused", str(reason_code)))
+
+    def _subscribe(self, client, subs):
+        try:
+            rc, mid = client.subscribe(subs)
+            if rc == mqtt.MQTT_ERR_SUCCESS:
+                self.sub_mids[mid] = subs
+        except Exception:            # never let anything out of a paho callback
+            self.counters["subscribe_errors"] += 1
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        # NATS 2.9 refuses ~1 in 5 QoS 1 subscriptions (SUBACK 0x80, after 4 s) while
+        # a cluster node is down (nats-server #3116): those are retried, not given up.
+        subs = self.sub_mids.pop(mid, None)
+        if subs is None:
+            return
+        for sub, code in zip(subs, reason_codes):
+            if code.is_failure:
+                self.counters["subscribe_refused"] += 1
+                self.sub_failed.append(sub)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.link_events.append(("down", str(reason_code)))
@@ -209,6 +256,10 @@ class MqttLink:
     def _on_message(self, client, userdata, msg):
         t = msg.topic
         tp = self.topics
+        if t == tp.events_ack:                # the link's own business, not the runtime's
+            if len(self.central_acks) < self.cfg.inbound_max:
+                self.central_acks.append(msg.payload)
+            return
         kind = (PLAN if t == tp.plan_desired else CMD if t == tp.cmd
                 else HEARTBEAT if t == tp.heartbeat else OTHER)
         if len(self.inbound) >= self.cfg.inbound_max:
@@ -243,6 +294,11 @@ class MqttLink:
         with self.retained_lock:
             self.retained[topic] = payload
             self.retained_dirty.add(topic)
+
+    @property
+    def subscribed(self):
+        """Connected, and every subscription of this connection granted (SUBACK)."""
+        return self.connected and not self.sub_mids and not self.sub_failed
 
     def take_link_events(self):
         out = []
@@ -292,9 +348,9 @@ class MqttLink:
     def _backoff(self):
         """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
         cfg = self.cfg
-        ceiling = min(cfg.backoff_cap_s, cfg.backoff_base_s * (2 ** min(self._attempt, 30)))
+        delay = full_jitter(self._attempt, cfg.backoff_base_s, cfg.backoff_cap_s, self.rng)
         self._attempt += 1
-        return self.rng.uniform(0, ceiling)
+        return delay
 
     def _connect(self):
         """Open a session with the next broker; True once CONNACK accepted it."""
@@ -325,6 +381,13 @@ class MqttLink:
             self.log("info", "broker connected", broker="%s:%d" % (host, port), session=session)
             with self.retained_lock:
                 self.retained_dirty = set(self.retained)
+            self.in_flight.clear()            # a new connection: old mids mean nothing
+            self.sub_failed.clear()           # on_connect subscribed to everything again
+            self.sub_retry_at = None
+            if self.outbox is not None:
+                self.outbox.rewind()          # resend all central has not acknowledged
+            self.ack_wait_since = None
+            self.ack_timeout = cfg.ack_timeout_s
             return True
         if self._connack is None:
             self.counters["connect_timeouts"] += 1
@@ -343,6 +406,7 @@ class MqttLink:
             self._take_acks()
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 break
+            self._retry_subscriptions()
             self._send()
         lost = not self.stopping.is_set()
         if lost:
@@ -368,7 +432,8 @@ class MqttLink:
             c.publish(topic, payload, qos=qos, retain=retain)
             self.counters["published"] += 1
         box = self.outbox
-        while box is not None and len(self.in_flight) < self.max_batches:
+        while box is not None and len(self.in_flight) < self.max_batches \
+                and box.unacked_sent() < self.cfg.ack_window:
             batch = box.next_batch(self.batch_events)
             if batch is None:
                 break
@@ -377,22 +442,48 @@ class MqttLink:
             info = c.publish(self.topics.events, payload, qos=1)
             self.in_flight[info.mid] = batch[1]
             box.sent(batch)
+            if self.ack_wait_since is None:
+                self.ack_wait_since = time.monotonic()
             self.counters["event_batches"] += 1
+
+    def _retry_subscriptions(self):
+        if not self.sub_failed:
+            return
+        now = time.monotonic()
+        if self.sub_retry_at is None:
+            self.sub_retry_at = now + self.rng.uniform(0.1, 1.0)
+        elif now >= self.sub_retry_at:
+            subs = list(dict.fromkeys(self.sub_failed))
+            self.sub_failed.clear()
+            self.sub_retry_at = None
+            self.counters["subscribe_retries"] += 1
+            self._subscribe(self.client, subs)
 
     def _take_acks(self):
         while self.acks:
-            mid = self.acks.popleft()
-            if mid in self.in_flight:
-                self.done.add(mid)
-        # Batches count as delivered in publish order only: a gap stays open.
-        while self.in_flight:
-            mid, last = next(iter(self.in_flight.items()))
-            if mid not in self.done:
-                break
-            self.in_flight.popitem(last=False)
-            self.done.discard(mid)
-            if self.outbox is not None:
-                self.outbox.acked(last)
+            self.in_flight.pop(self.acks.popleft(), None)
+        box = self.outbox
+        if box is None:
+            return
+        while self.central_acks:
+            d = _ack(self.central_acks.popleft())
+            if d is None:
+                self.counters["bad_acks"] += 1
+            elif box.acked_range(*d):
+                self.counters["central_acks"] += 1
+                self.ack_wait_since = time.monotonic()
+                self.ack_timeout = self.cfg.ack_timeout_s
+        if box.unacked_sent() == 0:
+            self.ack_wait_since = None
+        elif self.ack_wait_since is not None and \
+                time.monotonic() - self.ack_wait_since > self.ack_timeout:
+            # Central has not confirmed for a while (offline, or its broker lost the
+            # batches): send everything unacknowledged again, and wait twice as long
+            # next time (up to a minute) so a long central outage is not a resend storm.
+            box.rewind()
+            self.counters["resends"] += 1
+            self.ack_wait_since = None
+            self.ack_timeout = min(ACK_TIMEOUT_CAP_S, self.ack_timeout * 2)
 
     def _shutdown(self):
         c = self.client
@@ -420,3 +511,55 @@ class MqttLink:
         s["broker"] = "%s:%d" % self.broker if self.broker else None
         s["events_in_flight"] = len(self.in_flight)
         return s
+
+
+def _ack(payload):
+    """(first, last) of an events/ack payload, or None when it is not one."""
+    try:
+        d = json.loads(payload)
+        first, last = d["first"], d["last"]
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError):
+        return None
+    if type(first) is not int or type(last) is not int or not 0 < first <= last:
+        return None
+    return first, last
+
+
+def full_jitter(attempt, base_s, cap_s, rng=random):
+    """A reconnect delay drawn uniformly from [0, min(cap, base * 2^attempt)]."""
+    return rng.uniform(0, min(cap_s, base_s * (2 ** min(attempt, 30))))
+
+
+def use_full_jitter(client, base_s=0.1, cap_s=2.0, rng=None):
+    """Make a paho client's own reconnects (loop_start) wait with full jitter.
+
+    paho's back-off doubles from 1 s to 120 s with no jitter: after a 20 s
+    outage a client came back 21 s late. Before each wait paho reads its delay
+    from reconnect_delay_set, so every loss or failed attempt draws the next one.
+    Chains the client's on_connect and on_disconnect; call after setting them.
+    """
+    rng = rng or random.Random()
+    attempt = [0]
+    connected, disconnected = client.on_connect, client.on_disconnect
+
+    def draw():
+        d = full_jitter(attempt[0], base_s, cap_s, rng)
+        attempt[0] += 1
+        client.reconnect_delay_set(d, d)
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        if not reason_code.is_failure:
+            attempt[0] = 0
+        if connected is not None:
+            connected(c, userdata, flags, reason_code, properties)
+
+    def on_disconnect(c, userdata, flags, reason_code, properties):
+        draw()
+        if disconnected is not None:
+            disconnected(c, userdata, flags, reason_code, properties)
+
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    client.on_connect_fail = lambda c, userdata: draw()
+    draw()
+    return client

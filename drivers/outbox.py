@@ -4,13 +4,16 @@
     box.start()                          # writer thread: memory -> disk, never the control loop
     box.put(events, wall_ms)             # control loop: non-blocking, once per step
     batch = box.next_batch(500)          # link thread: (first, last, records) or None
-    box.sent(batch); box.acked(last)     # link thread: central's broker has it (PUBACK)
+    box.sent(batch)                      # link thread: handed to the broker
+    box.acked_range(first, last)         # link thread: central says it has stored these
     box.stop()                           # flush and fsync what is left
 
 Each event gets the next per-agent sequence number (kept across restarts)
 and is written as one JSON line `[seq, unix_ms, mono_ms, code, param]` to
 segment files `<first seq>.log` of SEGMENT events each. A segment is deleted
-once every event in it is acknowledged. While the link is down events pile
+once every event in it is acknowledged by central (events/ack, by sequence
+range) — never on the broker's PUBACK: a broker that crashes before central
+stored a batch must not lose it. While the link is down events pile
 up on disk; beyond `capacity` unacknowledged events the oldest segment is
 dropped and a loss event `[seq, unix_ms, mono_ms, EVENTS_LOST, count, first,
 last]` is appended in its place, so central sees a gap it can explain. After
@@ -52,6 +55,7 @@ class EventOutbox:
                          "write_errors": 0, "sent": 0, "acked_batches": 0}
         self.last_error = None
         self.acked_seq = self._load_acked()
+        self.ack_ranges = []                    # acknowledged (first, last) beyond a gap
         self.segments = self._scan()            # [first seq] in order
         last = self._recover_tail()
         self.next_seq = max(last, self.acked_seq) + 1
@@ -260,6 +264,44 @@ class EventOutbox:
                 self.acked_seq = last_seq
                 self.counters["acked_batches"] += 1
         self.wake.set()
+
+    def acked_range(self, first, last):
+        """Central stored first..last: the mark moves once the ranges join up from it.
+
+        Returns True when the acknowledged mark moved. Ranges ahead of a gap are
+        kept (a few) until the gap is acknowledged; unknown or bogus ranges change
+        nothing.
+        """
+        if not (isinstance(first, int) and isinstance(last, int)) or first > last \
+                or isinstance(first, bool) or isinstance(last, bool):
+            return False
+        with self.lock:
+            if last >= self.next_seq:
+                return False                    # not an event of ours: ignore it
+            before = self.acked_seq
+            ranges = self.ack_ranges
+            ranges.append((first, last))
+            ranges.sort()
+            keep = []
+            for lo, hi in ranges:
+                if lo <= self.acked_seq + 1:
+                    self.acked_seq = max(self.acked_seq, hi)
+                elif hi > self.acked_seq:
+                    keep.append((lo, hi))
+            self.ack_ranges = keep[-64:]
+            moved = self.acked_seq > before
+            if moved:
+                self.counters["acked_batches"] += 1
+                if self.send_from <= self.acked_seq:
+                    self.send_from = self.acked_seq + 1
+                    self.cursor = None
+        if moved:
+            self.wake.set()
+        return moved
+
+    def unacked_sent(self):
+        """Events handed to the broker that central has not acknowledged yet."""
+        return max(0, self.send_from - 1 - self.acked_seq)
 
     def rewind(self):
         """Send again from the first unacknowledged event (a new client, a lost session)."""

@@ -43,6 +43,7 @@ from edge_agent.supervisor import SOURCE_CENTRAL, CentralPlan, LinkPolicy
 
 # Vendor event codes written by the runtime into the event stream (docs/protocols/mqtt.md).
 BOOT_SOURCES = {FROM_ACTIVE: 1, FROM_LAST_GOOD: 2}
+VERDICTS_KEPT = 8                 # retained plan/verdict/<version> topics kept per unit
 
 
 class RuntimeConfig:
@@ -109,6 +110,7 @@ class Runtime:
         self.junk = {}                    # (topic kind, reason) -> count
         self.hold_until = None
         self.last_command = None
+        self.verdicts = []                # versions with a retained plan/verdict/<version>
         self.step_no = 0
         self.now = 0
         self.out = None
@@ -166,7 +168,8 @@ class Runtime:
         self.outbox.put(boot_event, int(wall_clock() * 1000))
         self.history.put(boot_event, int(wall_clock() * 1000), 0)
         commands = CommandVerifier(site.intersection, prov.keys, ed25519_verify,
-                                   max_future_s=prov.policy.max_future_s or 300)
+                                   max_future_s=prov.policy.max_future_s or 300,
+                                   max_id_jump=prov.policy.max_version_jump)
         self.intake = Intake(self.verifier, self.store, commands, wall_clock,
                              active_envelope=active_env, log=self.log)
         self.link = None
@@ -484,6 +487,7 @@ class Runtime:
             return None
         self.last_result = r
         self.reported_due = True
+        self._verdict(r)
         if r.status == ACCEPTED:
             a = r.accepted
             self.log("info", "plan accepted", version=a.version, plan_id=a.plan.id, kid=a.kid)
@@ -496,6 +500,8 @@ class Runtime:
     def _command(self, res, now):
         self.last_command = {"ok": res.ok, "id": getattr(res, "id", None),
                              "at": round(self.wall_clock(), 3)}
+        if self.link is not None:       # central cmd waits for this verdict (QoS 1, by id)
+            self.link.publish(self.topics.cmd_result, self._command_result(res), qos=1)
         if not res.ok:
             self.last_command.update(reason=res.reason, message=res.message)
             self.junk["cmd:" + res.reason] = self.junk.get("cmd:" + res.reason, 0) + 1
@@ -512,6 +518,30 @@ class Runtime:
             self.hold_until = now + int(res.args["seconds"] * 1000)
         elif res.name == "release_hold":
             self.hold_until = None
+
+    def _verdict(self, r):
+        """Each version's verdict, retained on its own topic: plan/reported keeps only the
+        latest (rate-limited), so a later plan could hide this one from central."""
+        if self.link is None or r.version is None:
+            return
+        d = {"version": r.version, "result": r.status, "at": round(r.at, 3)}
+        if r.status == REJECTED:
+            d.update(reason=r.reason, message=r.message)
+        t = self.topics
+        self.link.publish(t.plan_verdict(r.version), d, qos=1, retain=True)
+        if r.version not in self.verdicts:
+            self.verdicts.append(r.version)
+        for old in self.verdicts[:-VERDICTS_KEPT]:      # the broker keeps a few, not all
+            self.link.publish(t.plan_verdict(old), b"", qos=1, retain=True)
+        del self.verdicts[:-VERDICTS_KEPT]
+
+    def _command_result(self, res):
+        d = {"id": getattr(res, "id", None), "ok": res.ok, "at": round(self.wall_clock(), 3)}
+        if res.ok:
+            d["command"] = res.name
+        else:
+            d.update(reason=res.reason, message=res.message)
+        return d
 
     # -- what goes out ---------------------------------------------------------------------------
 

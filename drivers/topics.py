@@ -38,7 +38,7 @@ class Topics:
     """Every topic one intersection's agent reads or writes."""
 
     __slots__ = ("site", "intersection", "base", "state", "plan_desired", "plan_reported",
-                 "telemetry", "events", "cmd", "heartbeat")
+                 "telemetry", "events", "cmd", "heartbeat", "events_ack", "cmd_result")
 
     def __init__(self, site, intersection):
         self.site = check_level(site, "site")
@@ -50,11 +50,19 @@ class Topics:
         self.telemetry = self.base + "telemetry"
         self.events = self.base + "events"
         self.cmd = self.base + "cmd"
+        self.events_ack = self.base + "events/ack"       # central: stored event ranges
+        self.cmd_result = self.base + "cmd/result"       # agent: each command's verdict
         self.heartbeat = "%s/%s/%s/heartbeat" % (PREFIX, site, CENTRAL)
+
+    def plan_verdict(self, version):
+        """The retained verdict of one plan version (never overwritten by another version)."""
+        return "%splan/verdict/%d" % (self.base, version)
 
     def subscriptions(self):
         """(topic, QoS) the agent subscribes to on every connection."""
-        return [(self.plan_desired, 1), (self.cmd, 1), (self.heartbeat, 0)]
+        # events/ack at QoS 0: a lost ack costs a resend (central drops the duplicate),
+        # and on NATS each QoS 1 subscription is a JetStream consumer per unit.
+        return [(self.plan_desired, 1), (self.cmd, 1), (self.heartbeat, 0), (self.events_ack, 0)]
 
 
 def dumps(obj):

@@ -11,25 +11,38 @@
 The collector subscribes with a durable session (clean_session False, QoS 1)
 so a broker with persistence queues events for it while it reconnects. It
 keeps every event once per sequence number and counts the duplicates it
-dropped; gaps are visible in `missing()`.
+dropped; gaps are visible in `missing()`. Once a batch is stored it
+acknowledges it to the unit on `<intersection>/events/ack` ({"first",
+"last"}, QoS 1): only then may the unit drop those events. A duplicate batch
+is acknowledged again (the unit may have missed the first ack). With
+`store=path` the events are journalled there (one JSON line per new event,
+flushed and fsynced before the ack) and read back on start: a central that
+restarts still knows what it stored, so the consumer is durable and
+idempotent across its own crashes too.
 """
 
 import collections
 import json
+import os
 import threading
 import time
 
 import paho.mqtt.client as mqtt
 
-from drivers.topics import PREFIX, heartbeat_payload
+from drivers.topics import PREFIX, dumps, heartbeat_payload
 
 
 class Central:
     """The central side of the link, for tests, benches and the `edge-agent central` command."""
 
     def __init__(self, host, port, site, username=None, password=None, ca_file=None,
-                 cert_file=None, key_file=None, client_id="central-standin", durable=True):
+                 cert_file=None, key_file=None, client_id="central-standin", durable=True,
+                 ack=True, store=None, fsync=True):
         self.host, self.port, self.site = host, port, site
+        self.ack = ack                   # acknowledge stored event batches to the units
+        self.store_path = store
+        self.fsync = fsync
+        self.journal = None
         self.lock = threading.Lock()
         self.states = {}
         self.reports = {}
@@ -53,13 +66,19 @@ class Central:
         c.on_connect = self._on_connect
         c.on_disconnect = lambda *a: self.connected.clear()
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
+        self.sub_mids = {}
+        self.subscribed = threading.Event()   # every subscription granted (SUBACK)
         self.client = c
 
     def start(self, timeout_s=5.0):
+        if self.store_path is not None:
+            self._load_journal()
         self.client.connect(self.host, self.port, keepalive=5)
         self.client.loop_start()
-        if not self.connected.wait(timeout_s):
-            raise RuntimeError("central stand-in could not connect to %s:%d" % (self.host, self.port))
+        if not self.connected.wait(timeout_s) or not self.subscribed.wait(timeout_s):
+            raise RuntimeError("central stand-in could not connect and subscribe to %s:%d"
+                               % (self.host, self.port))
         return self
 
     def stop(self):
@@ -69,14 +88,51 @@ class Central:
             self.client.disconnect()
         except Exception:
             pass
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    def _load_journal(self):
+        try:
+            with open(self.store_path, "rb") as f:
+                for line in f:
+                    try:
+                        inter, rec = json.loads(line)
+                    except ValueError:
+                        break                    # a torn last line: never acknowledged
+                    self.event_seen.setdefault(inter, {})[rec[0]] = rec
+        except FileNotFoundError:
+            pass
+        self.journal = open(self.store_path, "ab")
+
+    def _journal(self, inter, new):
+        for rec in new:
+            self.journal.write(json.dumps([inter, rec], separators=(",", ":")).encode() + b"\n")
+        self.journal.flush()
+        if self.fsync:
+            os.fsync(self.journal.fileno())
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             return
         base = "%s/%s/" % (PREFIX, self.site)
-        client.subscribe([(base + "+/state", 1), (base + "+/plan/reported", 1),
-                          (base + "+/events", 1), (base + "+/telemetry", 0)])
+        self.subscribed.clear()
+        self._subscribe([(base + "+/state", 1), (base + "+/plan/reported", 1),
+                         (base + "+/events", 1), (base + "+/telemetry", 0)])
         self.connected.set()
+
+    def _subscribe(self, subs):
+        rc, mid = self.client.subscribe(subs)
+        self.sub_mids[mid] = subs
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        # A NATS cluster with a node down refuses some QoS 1 subscriptions (#3116): again.
+        subs = self.sub_mids.pop(mid, [])
+        again = [sub for sub, code in zip(subs, reason_codes) if code.is_failure]
+        if again:
+            self._subscribe(again)
+        elif not self.sub_mids:
+            self.subscribed.set()
 
     def _on_message(self, client, userdata, msg):
         try:
@@ -97,11 +153,21 @@ class Central:
             elif what == "events" and isinstance(data, dict):
                 self.event_batches[inter] += 1
                 seen = self.event_seen.setdefault(inter, {})
+                seqs, new = [], []
                 for rec in data.get("events", ()):
+                    if not isinstance(rec, list) or not rec or type(rec[0]) is not int:
+                        continue
+                    seqs.append(rec[0])
                     if rec[0] in seen:
                         self.duplicates[inter] += 1
                     else:
                         seen[rec[0]] = rec
+                        new.append(rec)
+                if new and self.journal is not None:
+                    self._journal(inter, new)      # stored before it is acknowledged
+                if seqs and self.ack:
+                    client.publish(self.topic(inter, "events/ack"),
+                                   dumps({"first": min(seqs), "last": max(seqs)}), qos=1)
 
     # -- what central sends ----------------------------------------------------------
 

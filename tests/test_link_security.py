@@ -18,9 +18,10 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
+from drivers.commands import command_body, sign_command
 from hil.broker import Broker, mosquitto_binary
 from hil.central import Central
-from tests.linkrig import INTERSECTION, SITE, AgentUnderTest, envelope
+from tests.linkrig import INTERSECTION, KID, SECRET, SITE, AgentUnderTest, envelope
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACL = os.path.join(REPO, "docs", "mosquitto", "edge-agent.acl")
@@ -239,3 +240,53 @@ def test_tls_listener_with_a_test_ca_works_end_to_end(tmp_path):
             agent.stop()
             central.stop()
         assert agent.rt.link.counters["connections"] >= 1
+
+
+# -- client ids bound to user names (finding 1) --------------------------------------------
+
+CONF = os.path.join(REPO, "docs", "mosquitto", "mosquitto.conf")
+
+
+def shipped_identity_lines():
+    """The shipped config's client-id binding, exactly as written there."""
+    with open(CONF) as f:
+        return [line.strip() for line in f if line.startswith("use_username_as_clientid")]
+
+
+def wait_for(predicate, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_another_units_credentials_cannot_take_over_a_units_client_id(tmp_path):
+    with secured_broker(tmp_path, shipped_identity_lines()) as broker:
+        agent = AgentUnderTest(tmp_path / "b", [(broker.host, broker.port)], intersection=B,
+                               mqtt={"username": B, "password": PASSWORDS[B]}).start()
+        try:
+            link = agent.rt.link
+            assert wait_for(lambda: link.subscribed, 10)
+            # A's credentials, B's client id (the old predictable one and B's user name), twice each.
+            for cid in ("edge-agent-" + B, B) * 2:
+                thief = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid)
+                thief.username_pw_set(A, PASSWORDS[A])
+                thief.connect(broker.host, broker.port, keepalive=5)
+                thief.loop_start()
+                assert wait_for(thief.is_connected, 5)
+                thief.loop_stop()
+                thief.disconnect()
+            # Sentinel: a command to B answered on cmd/result proves B's session is up now.
+            central = Client(broker, "central")
+            central.subscribe(t(B, "cmd/result"))
+            body = command_body(B, 1, "resend_state", int(time.time()))
+            central.publish(t(B, "cmd"), sign_command(body, KID, bytes.fromhex(SECRET)))
+            assert wait_for(lambda: central.got, 10)
+            central.close()
+            assert b'"ok":true' in central.got[0][1]
+            assert link.counters["connections"] == 1, link.stats()
+            assert link.counters.get("connections_lost", 0) == 0, link.stats()
+        finally:
+            agent.stop()

@@ -14,7 +14,9 @@ fresh rig run; tools/export.py says how.
 
 Events arrive in batches with per-agent sequence numbers (docs/protocols/mqtt.md).
 A batch sent again after a reconnect repeats sequence numbers: the tail drops
-them, and reports a jump in the numbers as a gap.
+them, and reports a jump in the numbers as a gap. The tail's session is
+durable (a fixed client id, clean session off): events published while it
+reconnects, or while the broker restarts, are queued for it, not missed.
 """
 
 import json
@@ -41,6 +43,8 @@ def register(sub):
     t.add_argument("--json", action="store_true", help="one JSON object per line")
     t.add_argument("--count", type=int, help="exit after this many events")
     t.add_argument("--seconds", type=float, help="exit after this many seconds")
+    t.add_argument("--client-id", help="durable session name (default events-tail-<site>): the "
+                   "broker queues events for it while it is away, even across a broker restart")
     add_broker_arguments(t)
     t.set_defaults(func=cmd_tail)
     x = esub.add_parser("export", help="write the event log and detector table ATSPM reads")
@@ -121,7 +125,8 @@ def cmd_tail(args):
                 done.set()
 
     topic = "tsc/v1/%s/%s/events" % (args.site_id, args.intersection)
-    c = connect(args, "events-tail", on_message, [(topic, 1)])
+    client_id = args.client_id or "events-tail-%s" % args.site_id
+    c = connect(args, client_id, on_message, [(topic, 1)], durable=True, backoff=(0.1, 2.0))
     try:
         done.wait(args.seconds)
     finally:

@@ -26,13 +26,21 @@ def broker_address(text):
     return host, int(port)
 
 
-def connect(args, client_id, on_message=None, subscriptions=(), timeout_s=5.0):
-    """A connected paho client running its own network thread; raises SystemExit on failure."""
+def connect(args, client_id, on_message=None, subscriptions=(), timeout_s=5.0, durable=False,
+            backoff=None):
+    """A connected paho client running its own network thread; raises SystemExit on failure.
+
+    durable: client_id is used as it is with a persistent session (clean_session
+    False), so the broker keeps the subscriptions and queues QoS 1 messages while
+    the client is away. backoff: (base s, cap s) of full-jitter reconnects.
+    """
     import paho.mqtt.client as mqtt
     host, port = broker_address(args.broker)
     ready = threading.Event()
     failure = []
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="%s-%d" % (client_id, os.getpid()))
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                    client_id=client_id if durable else "%s-%d" % (client_id, os.getpid()),
+                    clean_session=not durable)
     if args.username:
         c.username_pw_set(args.username, args.password)
     if args.ca_file or args.cert_file:
@@ -48,6 +56,9 @@ def connect(args, client_id, on_message=None, subscriptions=(), timeout_s=5.0):
     c.on_connect = on_connect
     if on_message is not None:
         c.on_message = on_message
+    if backoff is not None:
+        from drivers.mqtt_link import use_full_jitter
+        use_full_jitter(c, *backoff)
     try:
         c.connect(host, port, keepalive=10)
     except OSError as e:

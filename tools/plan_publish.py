@@ -5,8 +5,9 @@
         --ca-file ca.crt --username central --wait 30
 
 Retained, QoS 1: an agent that is offline now reads it when it reconnects.
-With --wait the command waits for the agent's plan/reported to name this
-version (accepted, or rejected with its reason) and prints it.
+With --wait the command waits for this version's own verdict, retained on
+plan/verdict/<version> (accepted, or rejected with its reason), and prints
+it: plan/reported shows only the latest verdict, which a later plan could hide.
 """
 
 import json
@@ -58,14 +59,15 @@ def cmd_publish(args):
 
     def on_message(client, userdata, msg):
         d = decode(msg.payload)
-        if isinstance(d, dict) and isinstance(d.get("last"), dict) \
-                and d["last"].get("version") == version and d["last"].get("at", 0) >= t0 - 1:
-            seen["reported"] = d
+        if msg.topic == t.plan_reported and isinstance(d, dict):
+            d = d.get("last")            # an envelope without a readable version
+        if isinstance(d, dict) and d.get("version") == version and d.get("at", 0) >= t0 - 1:
+            seen["last"] = d
             verdict.set()
 
     t0 = time.time()
-    c = connect(args, "plan-publish", on_message,
-                [(t.plan_reported, 1)] if args.wait else ())
+    watch = t.plan_reported if version is None else t.plan_verdict(version)
+    c = connect(args, "plan-publish", on_message, [(watch, 1)] if args.wait else ())
     try:
         c.publish(t.plan_desired, payload, qos=1, retain=True).wait_for_publish(10)
         print("published version %s on %s (%d bytes, retained)" % (version, t.plan_desired,
@@ -76,9 +78,9 @@ def cmd_publish(args):
             print("no verdict from %s within %.0f s (offline? it will read the retained plan "
                   "when it reconnects)" % (args.intersection, args.wait), file=sys.stderr)
             return 1
-        last = seen["reported"]["last"]
+        last = seen["last"]
         if last["result"] == "accepted":
-            print("accepted: version %s (active: %s)" % (version, seen["reported"]["active"]))
+            print("accepted: version %s" % version)
             return 0
         print("rejected: %s: %s" % (last.get("reason"), last.get("message")))
         return 1

@@ -1,0 +1,411 @@
+"""A city's fleet in one process: thousands of simulated units on a broker cluster, and
+central's workers sharing their traffic.
+
+    fleet = Fleet(units, nodes, site, keys)       # units: [(id, password, secret client id)]
+    fleet.start()                                  # an asyncio loop on its own thread
+    fleet.connect_all()                            # every unit: CONNECT, SUBSCRIBE, state
+    workers = CentralWorkers(nats_nodes, site, store_path, workers=3).start()
+
+Each simulated unit speaks the real link protocol (drivers/topics.py names
+and payloads): retained `state` with a last will, 1 Hz `telemetry`, sequence-
+numbered `events` batches kept until central acknowledges them on
+`events/ack` (resent after a reconnect or an acknowledgement timeout, as
+drivers/mqtt_link.py does), signed plans on `plan/desired` checked with the
+real envelope code, and each verdict retained on `plan/verdict/<version>`.
+It reconnects with full jitter to the next node when its node dies, and
+notes how long that took. The MQTT client is hil/fleet_mqtt.py (one asyncio
+loop, not one paho thread per unit).
+
+Central's workers (CentralWorkers) read the units' subjects through NATS
+queue groups, so the load is shared and a worker that dies loses nothing
+(the units resend what no worker acknowledged); events are stored once per
+(unit, sequence) in SQLite (INSERT OR IGNORE: duplicates counted, dropped)
+and acknowledged after the commit.
+"""
+
+import asyncio
+import collections
+import json
+import random
+import sqlite3
+import threading
+import time
+import zlib
+
+from drivers.mqtt_link import full_jitter
+from drivers.topics import Topics, dumps, will_payload
+from edge_agent.envelope import open_envelope
+from hil.fleet_mqtt import FleetClient
+from hil.nats_client import NatsConnection
+
+
+class SimOutbox:
+    """The outbox's rules in memory: numbered events, drop only central's ranges, resend."""
+
+    __slots__ = ("next_seq", "acked", "send_from", "ranges", "records", "sent_at")
+
+    def __init__(self):
+        self.next_seq, self.acked, self.send_from = 1, 0, 1
+        self.ranges = []
+        self.records = collections.deque()      # unacknowledged [seq, unix_ms, mono_ms, code, p]
+        self.sent_at = None
+
+    def add(self, n, unix_ms, mono_ms):
+        for _ in range(n):
+            self.records.append([self.next_seq, unix_ms, mono_ms, 1 + self.next_seq % 9, 2])
+            self.next_seq += 1
+
+    def batch(self, limit=200):
+        if self.send_from >= self.next_seq:
+            return None
+        recs = [r for r in self.records if r[0] >= self.send_from][:limit]
+        if not recs:
+            return None
+        self.send_from = recs[-1][0] + 1
+        return recs
+
+    def acked_range(self, first, last):
+        self.ranges.append((first, last))
+        self.ranges.sort()
+        keep = []
+        for lo, hi in self.ranges:
+            if lo <= self.acked + 1:
+                self.acked = max(self.acked, hi)
+            elif hi > self.acked:
+                keep.append((lo, hi))
+        self.ranges = keep[-64:]
+        while self.records and self.records[0][0] <= self.acked:
+            self.records.popleft()
+        self.send_from = max(self.send_from, self.acked + 1)
+
+    def rewind(self):
+        self.send_from = self.acked + 1
+
+
+class SimUnit:
+    """One simulated intersection's link."""
+
+    def __init__(self, fleet, uid, password, client_id):
+        self.fleet, self.uid, self.password, self.client_id = fleet, uid, password, client_id
+        self.t = Topics(fleet.site, uid)
+        self.node = zlib.crc32(uid.encode()) % len(fleet.nodes)
+        self.client = None
+        self.box = SimOutbox()
+        self.session = 0
+        self.active = None
+        self.connected_at = None
+        self.lost_at = None
+        self.reconnects = []           # seconds from loss to subscribed and state sent
+        self.connacks = []             # seconds from loss to a CONNACK (each attempt that got one)
+        self.attempt = 0
+
+    async def connect(self):
+        f = self.fleet
+        while not f.stopping:
+            host, port = f.nodes[self.node % len(f.nodes)]
+            self.session += 1
+            c = FleetClient(self.client_id, self.uid, self.password, self.on_message,
+                            will=(self.t.state, will_payload(self.session)), keepalive=10)
+            try:
+                await c.connect(host, port)
+                if self.lost_at is not None:
+                    self.connacks.append(time.monotonic() - self.lost_at)
+                subs = self.t.subscriptions()
+                for _ in range(5):           # nats-server #3116: refused QoS 1 subs, again
+                    codes = await c.subscribe(subs)
+                    subs = [sub for sub, code in zip(subs, codes) if code >= 0x80]
+                    if not subs:
+                        break
+                    f.counters["subscribe_retries"] += 1
+                await c.publish(self.t.state, dumps({"online": True, "mode": "central",
+                                                     "session": self.session}),
+                                qos=1, retain=True)
+            except (OSError, ConnectionError, EOFError, asyncio.TimeoutError):
+                f.counters["connect_failures"] += 1
+                c.abort()
+                self.node += 1
+                await asyncio.sleep(full_jitter(self.attempt, f.backoff_base_s, f.backoff_cap_s,
+                                                f.rng))
+                self.attempt += 1
+                continue
+            self.client = c
+            self.attempt = 0
+            now = time.monotonic()
+            if self.lost_at is not None:
+                self.reconnects.append(now - self.lost_at)
+                self.lost_at = None
+            self.connected_at = now
+            self.box.rewind()                 # resend whatever central has not acknowledged
+            self.box.sent_at = None
+            asyncio.get_running_loop().create_task(self.watch(c))
+            return
+
+    async def watch(self, c):
+        await c.closed
+        if self.fleet.stopping or self.client is not c:
+            return
+        self.client = None
+        self.lost_at = time.monotonic()
+        self.fleet.counters["connections_lost"] += 1
+        self.node += 1                         # the next node: this one is gone
+        await asyncio.sleep(full_jitter(0, self.fleet.backoff_base_s, self.fleet.backoff_cap_s,
+                                        self.fleet.rng))
+        self.attempt = 1
+        await self.connect()
+
+    def on_message(self, topic, payload, retain):
+        t = self.t
+        if topic == t.events_ack:
+            try:
+                d = json.loads(payload)
+                self.box.acked_range(int(d["first"]), int(d["last"]))
+                self.box.sent_at = None
+            except (ValueError, KeyError, TypeError):
+                self.fleet.counters["bad_acks"] += 1
+        elif topic == t.plan_desired and payload:
+            self.plan(payload)
+        elif topic == t.heartbeat:
+            self.fleet.counters["heartbeats"] += 1
+
+    def plan(self, payload):
+        f = self.fleet
+        opened = open_envelope(payload, f.keys)
+        if not isinstance(opened, tuple):
+            f.counters["plans_rejected"] += 1
+            return
+        body = json.loads(opened[1])
+        v = body.get("version")
+        if body.get("intersection") != self.uid or not isinstance(v, int):
+            return
+        result = "accepted" if self.active is None or v > self.active else "rejected"
+        if result == "accepted":
+            self.active = v
+        d = {"version": v, "result": result, "at": round(time.time(), 3)}
+        c = self.client
+        if c is not None:
+            c.publish_nowait(t_verdict(self.t, v), dumps(d), qos=1, retain=True)
+
+    def tick(self, now_ms, unix_ms):
+        """Once a second: telemetry, new events, and the events central still owes us."""
+        c = self.client
+        f = self.fleet
+        self.box.add(f.events_per_tick, unix_ms, now_ms)
+        if c is None:
+            return
+        c.publish_nowait(self.t.telemetry, dumps({"ts": unix_ms // 1000, "mode": "central",
+                                                  "plan": self.active}), qos=0)
+        f.counters["telemetry_sent"] += 1
+        box = self.box
+        now_s = time.monotonic()
+        if box.send_from - 1 <= box.acked:
+            box.sent_at = None                    # nothing owed by central
+        elif box.sent_at is None:
+            box.sent_at = now_s                   # owed since now (an ack moved the mark)
+        elif now_s - box.sent_at > f.ack_timeout_s:
+            box.rewind()                          # a worker died, an ack was lost: again
+            box.sent_at = None
+            f.counters["resends"] += 1
+        b = box.batch()
+        if b is not None:
+            c.publish_nowait(self.t.events, dumps({"intersection": self.uid,
+                                                    "session": self.session, "first": b[0][0],
+                                                    "last": b[-1][0], "events": b}), qos=1)
+            if box.sent_at is None:
+                box.sent_at = now_s
+
+
+def t_verdict(topics, version):
+    return topics.plan_verdict(version)
+
+
+class Fleet:
+    """Every simulated unit on one asyncio loop (its own thread)."""
+
+    def __init__(self, units, nodes, site, keys, events_per_tick=2, ack_timeout_s=10.0,
+                 backoff_base_s=0.5, backoff_cap_s=10.0, connect_parallel=200, seed=1):
+        self.nodes, self.site, self.keys = nodes, site, keys
+        self.events_per_tick = events_per_tick
+        self.ack_timeout_s = ack_timeout_s
+        self.backoff_base_s, self.backoff_cap_s = backoff_base_s, backoff_cap_s
+        self.connect_parallel = connect_parallel
+        self.rng = random.Random(seed)
+        self.counters = collections.Counter()
+        self.stopping = False
+        self.units = [SimUnit(self, u, pw, cid) for u, pw, cid in units]
+        self.loop = None
+        self.thread = None
+        self.ticking = False
+
+    def start(self):
+        ready = threading.Event()
+
+        def run():
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, name="fleet", daemon=True)
+        self.thread.start()
+        ready.wait()
+        return self
+
+    def call(self, coro, timeout_s=None):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def connect_all(self, timeout_s=600):
+        """Connect every unit (connect_parallel at a time); the number connected when
+        all were or timeout_s passed (the others keep trying in the background)."""
+        async def go():
+            sem = asyncio.Semaphore(self.connect_parallel)
+
+            async def one(u):
+                async with sem:
+                    await u.connect()
+            tasks = [asyncio.ensure_future(one(u)) for u in self.units]
+            await asyncio.wait(tasks, timeout=timeout_s)
+        self.call(go())
+        return self.connected()
+
+    def start_ticks(self):
+        """1 Hz per unit, spread over the second in ten slices."""
+        async def ticker():
+            k = 0
+            while not self.stopping:
+                now = time.monotonic()
+                unix_ms = int(time.time() * 1000)
+                for u in self.units[k % 10::10]:
+                    u.tick(int(now * 1000), unix_ms)
+                k += 1
+                await asyncio.sleep(max(0.0, now + 0.1 - time.monotonic()))
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(ticker()))
+
+    def connected(self):
+        return sum(1 for u in self.units if u.client is not None)
+
+    def stop(self):
+        self.stopping = True
+
+        async def close():
+            for u in self.units:
+                if u.client is not None:
+                    await u.client.disconnect()
+            me = asyncio.current_task()
+            rest = [t for t in asyncio.all_tasks() if t is not me]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+        try:
+            self.call(close(), 30)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+
+class CentralWorkers:
+    """Central's event, telemetry, state and verdict readers, sharing NATS queue groups."""
+
+    def __init__(self, nats_nodes, site, store_path, user, password, workers=3):
+        self.nodes, self.site, self.store_path = nats_nodes, site, store_path
+        self.user, self.password = user, password
+        self.n = workers
+        self.lock = threading.Lock()
+        self.counters = collections.Counter()
+        self.per_worker = collections.Counter()
+        self.state = {}
+        self.verdicts = {}             # (unit, version) -> monotonic s first seen
+        self.conns = []
+        db = sqlite3.connect(store_path)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS events (unit TEXT, seq INTEGER, rec TEXT, "
+                   "PRIMARY KEY (unit, seq))")
+        db.commit()
+        db.close()
+        self.dbs = []
+
+    def start(self):
+        for i in range(self.n):
+            self.conns.append(None)
+            self.dbs.append(None)
+            self._start_worker(i)
+        return self
+
+    def _start_worker(self, i):
+        host, port = self.nodes[i % len(self.nodes)]
+        conn = NatsConnection(host, port, self.user, self.password, name="central-%d" % i).start()
+        db = sqlite3.connect(self.store_path, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA synchronous=NORMAL")
+        self.conns[i], self.dbs[i] = conn, db
+        base = "tsc.v1.%s.*." % self.site
+        conn.subscribe(base + "events", lambda s, p: self._events(i, s, p), queue="events")
+        conn.subscribe(base + "telemetry", lambda s, p: self._telemetry(i, s, p),
+                       queue="telemetry")
+        conn.subscribe(base + "state", lambda s, p: self._state(s, p), queue="state")
+        conn.subscribe(base + "plan.verdict.*", lambda s, p: self._verdict(s, p), queue="verdicts")
+        conn.flush()
+
+    def kill(self, i):
+        """A worker dies (its connection drops mid-stream)."""
+        self.conns[i].close()
+
+    def heartbeat(self, seq):
+        conn = next(c for c in self.conns if not c.closed.is_set())
+        conn.publish("tsc.v1.%s.central.heartbeat" % self.site,
+                     dumps({"ts": round(time.time(), 3), "seq": seq}))
+
+    def _events(self, i, subject, payload):
+        unit = subject.split(".")[3]
+        try:
+            recs = json.loads(payload)["events"]
+        except (ValueError, KeyError, TypeError):
+            self.counters["bad_events"] += 1
+            return
+        db = self.dbs[i]
+        before = db.total_changes
+        db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)",
+                       [(unit, r[0], json.dumps(r)) for r in recs])
+        db.commit()                                  # stored, then acknowledged
+        new = db.total_changes - before
+        with self.lock:
+            self.counters["events"] += new
+            self.counters["duplicates"] += len(recs) - new
+            self.per_worker[i] += 1
+        self.conns[i].publish("tsc.v1.%s.%s.events.ack" % (self.site, unit),
+                              dumps({"first": recs[0][0], "last": recs[-1][0]}))
+
+    def _telemetry(self, i, subject, payload):
+        with self.lock:
+            self.counters["telemetry"] += 1
+
+    def _state(self, subject, payload):
+        unit = subject.split(".")[3]
+        try:
+            d = json.loads(payload)
+        except ValueError:
+            return
+        with self.lock:
+            self.state[unit] = d
+
+    def _verdict(self, subject, payload):
+        parts = subject.split(".")
+        if not payload:
+            return
+        with self.lock:
+            self.verdicts.setdefault((parts[3], int(parts[-1])), time.monotonic())
+
+    def stored(self):
+        """{unit: set of stored sequence numbers}."""
+        db = sqlite3.connect(self.store_path)
+        out = collections.defaultdict(set)
+        for unit, seq in db.execute("SELECT unit, seq FROM events"):
+            out[unit].add(seq)
+        db.close()
+        return out
+
+    def stop(self):
+        for c in self.conns:
+            if c is not None and not c.closed.is_set():
+                c.close()
+        for db in self.dbs:
+            if db is not None:
+                db.close()

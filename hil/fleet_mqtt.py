@@ -1,0 +1,167 @@
+"""A small asyncio MQTT 3.1.1 client for the fleet simulator: thousands of sessions, one thread.
+
+    c = FleetClient(client_id, username, password, on_message, will=(topic, payload))
+    await c.connect(host, port)          # CONNECT/CONNACK; raises ConnectionError on refusal
+    await c.subscribe([(topic, qos)])    # returns the SUBACK codes (0x80: refused)
+    await c.publish(topic, payload, qos=1, retain=False)   # qos 1 waits for the PUBACK
+    c.closed                             # a future done when the connection is lost
+
+paho runs one network thread per client; 10,000 simulated units would be
+10,000 threads. This speaks only what a unit needs (CONNECT with will and
+credentials, PUBLISH QoS 0/1, PUBACK, SUBSCRIBE, PINGREQ), over one asyncio
+loop. The real agent's link stays paho (drivers/mqtt_link.py); benches run a
+few real agents beside the fleet.
+"""
+
+import asyncio
+import struct
+
+CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = (
+    1, 2, 3, 4, 8, 9, 12, 13, 14)
+
+
+def _str(s):
+    b = s if isinstance(s, bytes) else s.encode()
+    return struct.pack("!H", len(b)) + b
+
+
+def _packet(kind, flags, body):
+    n = len(body)
+    out = bytearray([(kind << 4) | flags])
+    while True:
+        byte = n % 128
+        n //= 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes(out) + body
+
+
+class FleetClient:
+    """One MQTT 3.1.1 session on the shared asyncio loop."""
+
+    def __init__(self, client_id, username=None, password=None, on_message=None, will=None,
+                 keepalive=30, clean_session=True):
+        self.client_id, self.username, self.password = client_id, username, password
+        self.on_message = on_message or (lambda topic, payload, retain: None)
+        self.will, self.keepalive, self.clean = will, keepalive, clean_session
+        self.reader = self.writer = None
+        self.mid = 0
+        self.waiting = {}                # mid -> future (PUBACK / SUBACK)
+        self.closed = None
+        self.task = None
+
+    async def connect(self, host, port, timeout_s=10.0):
+        loop = asyncio.get_running_loop()
+        self.reader, self.writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port), timeout_s)
+        flags = 0x02 if self.clean else 0
+        payload = _str(self.client_id)
+        if self.will:
+            flags |= 0x04 | (1 << 3) | 0x20          # will, QoS 1, retained
+            payload += _str(self.will[0]) + _str(self.will[1])
+        if self.username is not None:
+            flags |= 0x80
+            payload += _str(self.username)
+            if self.password is not None:
+                flags |= 0x40
+                payload += _str(self.password)
+        body = _str("MQTT") + bytes([4, flags]) + struct.pack("!H", self.keepalive) + payload
+        self.writer.write(_packet(CONNECT, 0, body))
+        kind, _, data = await asyncio.wait_for(self._read(), timeout_s)
+        if kind != CONNACK or len(data) < 2 or data[1] != 0:
+            self.writer.close()
+            raise ConnectionError("CONNACK refused: %r" % (data[1:2],))
+        self.closed = loop.create_future()
+        self.task = loop.create_task(self._pump())
+        return self
+
+    async def _read(self):
+        head = await self.reader.readexactly(1)
+        n, shift = 0, 0
+        while True:
+            b = (await self.reader.readexactly(1))[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        data = await self.reader.readexactly(n) if n else b""
+        return head[0] >> 4, head[0] & 0x0F, data
+
+    async def _pump(self):
+        ping_every = self.keepalive / 2
+        try:
+            while True:
+                try:
+                    kind, flags, data = await asyncio.wait_for(self._read(), ping_every)
+                except asyncio.TimeoutError:
+                    self.writer.write(_packet(PINGREQ, 0, b""))
+                    continue
+                if kind == PUBLISH:
+                    qos = (flags >> 1) & 3
+                    tl = struct.unpack("!H", data[:2])[0]
+                    topic = data[2:2 + tl].decode()
+                    i = 2 + tl
+                    if qos:
+                        mid = data[i:i + 2]
+                        i += 2
+                        self.writer.write(_packet(PUBACK, 0, mid))
+                    self.on_message(topic, data[i:], bool(flags & 1))
+                elif kind in (PUBACK, SUBACK):
+                    mid = struct.unpack("!H", data[:2])[0]
+                    fut = self.waiting.pop(mid, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(list(data[2:]))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            for fut in self.waiting.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("connection lost"))
+            self.waiting.clear()
+            if not self.closed.done():
+                self.closed.set_result(True)
+            self.writer.close()
+
+    def _next_mid(self):
+        self.mid = self.mid % 65535 + 1
+        return self.mid
+
+    async def subscribe(self, subs, timeout_s=10.0):
+        mid = self._next_mid()
+        body = struct.pack("!H", mid) + b"".join(_str(t) + bytes([q]) for t, q in subs)
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[mid] = fut
+        self.writer.write(_packet(SUBSCRIBE, 2, body))
+        return await asyncio.wait_for(fut, timeout_s)
+
+    async def publish(self, topic, payload, qos=0, retain=False, timeout_s=10.0):
+        flags = (qos << 1) | (1 if retain else 0)
+        if qos == 0:
+            self.writer.write(_packet(PUBLISH, flags, _str(topic) + payload))
+            return None
+        mid = self._next_mid()
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[mid] = fut
+        self.writer.write(_packet(PUBLISH, flags, _str(topic) + struct.pack("!H", mid) + payload))
+        return await asyncio.wait_for(fut, timeout_s)
+
+    def publish_nowait(self, topic, payload, qos=0, retain=False):
+        """Write a PUBLISH and return; a QoS 1 PUBACK is not awaited (the caller's
+        end-to-end acknowledgement decides what was delivered)."""
+        if self.writer is None or self.writer.is_closing():
+            return False
+        flags = (qos << 1) | (1 if retain else 0)
+        mid = struct.pack("!H", self._next_mid()) if qos else b""
+        self.writer.write(_packet(PUBLISH, flags, _str(topic) + mid + payload))
+        return True
+
+    def abort(self):
+        """Drop the connection without DISCONNECT (the broker sends the will)."""
+        if self.writer is not None:
+            self.writer.transport.abort()
+
+    async def disconnect(self):
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(_packet(DISCONNECT, 0, b""))
+            self.writer.close()

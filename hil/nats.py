@@ -1,0 +1,289 @@
+"""A real 3-node NATS cluster (Debian `nats-server` 2.9) serving MQTT 3.1.1, for tests and benches.
+
+    with NatsCluster(tmp_path, units={"quick-0001": "pw"}, central=("central", "pw")) as c:
+        c.mqtt_nodes                      # [(host, port)] of the three MQTT listeners
+        c.kill(1)                         # SIGKILL node 1 (a crash); c.start_node(1) again
+        c.usage()                         # {node: (cpu s, rss KiB)} from /proc
+
+Every port (client, cluster route, MQTT, monitoring) is chosen free on
+127.0.0.1 at run time; every node has its own directory (config, JetStream
+store, log) and is started and stopped by pid. The configuration is the one
+shipped in docs/nats/ (`render_config`): explicit server_name, JetStream,
+cluster routes, `mqtt { stream_replicas: 3 }`, and an explicit permissions
+block for every user (a reload without one crashed all three nodes in the
+2.9 trial). MQTT topics map to NATS subjects ('/' -> '.', '+' -> '*',
+'#' -> '>'; an MQTT filter x/# is the subjects x and x.>), and QoS 1
+subscriptions need `$MQTT.sub.>` in the subscribe allow list.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from hil.broker import free_port
+
+NATS_BINARIES = ("/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server")
+
+
+def nats_binary():
+    """The nats-server executable, or None when it is not installed."""
+    import shutil
+    for cand in (shutil.which("nats-server"),) + NATS_BINARIES:
+        if cand and os.path.exists(cand):
+            return cand
+    return None
+
+
+def unit_permissions(unit):
+    """A unit's NATS subjects: only its own topics, its site's heartbeat, and QoS 1 delivery."""
+    own = "tsc.v1.*.%s." % unit
+    return {"publish": [own + w for w in ("state", "plan.reported", "plan.verdict.*",
+                                          "telemetry", "events", "cmd.result")],
+            "subscribe": [own + "plan.desired", own + "cmd", own + "events.ack",
+                          "tsc.v1.*.central.heartbeat", "$MQTT.sub.>"]}
+
+
+CENTRAL_PERMISSIONS = {"publish": ["tsc", "tsc.>"], "subscribe": ["tsc", "tsc.>", "$MQTT.sub.>"]}
+
+
+def _quote(s):
+    return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _user(name, password, perms):
+    return ("    {user: %s, password: %s, permissions: {publish: {allow: [%s]}, "
+            "subscribe: {allow: [%s]}}}" % (_quote(name), _quote(password),
+                                           ", ".join(_quote(s) for s in perms["publish"]),
+                                           ", ".join(_quote(s) for s in perms["subscribe"])))
+
+
+def render_config(name, ports, routes, store_dir, users, tls=None, max_connections=None,
+                  listen="127.0.0.1"):
+    """One node's nats-server configuration text.
+
+    ports: {"client", "cluster", "mqtt", "http"}; routes: the other nodes' route URLs;
+    users: [(name, password, permissions)]; tls: {"cert_file", "key_file", "ca_file"}
+    makes the MQTT listener TLS-only. listen: the address of the client, route and
+    MQTT listeners (loopback in tests); monitoring is always on loopback only, since
+    it lists every connection's client id.
+    """
+    lines = ["server_name: %s" % _quote(name),
+             "host: %s" % listen, "port: %d" % ports["client"],
+             "http: 127.0.0.1:%d" % ports["http"],
+             "max_payload: 262144"]
+    if max_connections:
+        lines.append("max_connections: %d" % max_connections)
+    lines += ["jetstream {", "  store_dir: %s" % _quote(store_dir), "}",
+              "cluster {", "  name: city", "  host: %s" % listen, "  port: %d" % ports["cluster"],
+              "  routes: [%s]" % ", ".join(routes), "}",
+              "mqtt {", "  host: %s" % listen, "  port: %d" % ports["mqtt"],
+              "  stream_replicas: 3", "  ack_wait: \"10s\""]
+    if tls:
+        lines += ["  tls {", "    cert_file: %s" % _quote(tls["cert_file"]),
+                  "    key_file: %s" % _quote(tls["key_file"])]
+        if tls.get("ca_file"):
+            lines.append("    ca_file: %s" % _quote(tls["ca_file"]))
+        lines.append("  }")
+    lines += ["}", "authorization {", "  users: ["]
+    lines.append(",\n".join(_user(n, p, perms) for n, p, perms in users))
+    lines += ["  ]", "}"]
+    return "\n".join(lines) + "\n"
+
+
+class NatsCluster:
+    """Three (or n) nats-server processes forming one cluster on loopback."""
+
+    def __init__(self, directory, units=None, central=("central", "central-pw"), nodes=3,
+                 tls=None, max_connections=None):
+        self.dir = str(directory)
+        self.binary = nats_binary()
+        if self.binary is None:
+            raise RuntimeError("nats-server is not installed (apt-get install nats-server)")
+        self.host = "127.0.0.1"
+        self.n = nodes
+        self.ports = [{k: free_port() for k in ("client", "cluster", "mqtt", "http")}
+                      for _ in range(nodes)]
+        self.central = central
+        users = [(central[0], central[1], CENTRAL_PERMISSIONS)]
+        users += [(u, pw, unit_permissions(u)) for u, pw in sorted((units or {}).items())]
+        self.procs = [None] * nodes
+        self.confs = []
+        for i in range(nodes):
+            d = os.path.join(self.dir, "node%d" % i)
+            os.makedirs(d, exist_ok=True)
+            routes = ["nats-route://127.0.0.1:%d" % p["cluster"]
+                      for j, p in enumerate(self.ports) if j != i]
+            conf = os.path.join(d, "nats.conf")
+            with open(conf, "w") as f:
+                f.write(render_config("node%d" % i, self.ports[i], routes,
+                                      os.path.join(d, "js"), users, tls, max_connections))
+            self.confs.append(conf)
+
+    @property
+    def mqtt_nodes(self):
+        return [(self.host, p["mqtt"]) for p in self.ports]
+
+    def pid(self, i):
+        p = self.procs[i]
+        return p.pid if p is not None and p.poll() is None else None
+
+    def start(self, timeout_s=30.0):
+        """Start every node, wait until each serves MQTT with JetStream ready, then make
+        the account's MQTT streams (the first MQTT connection creates them: ~3 s at R3)."""
+        for i in range(self.n):
+            self._spawn(i)
+        for i in range(self.n):
+            self._wait_ready(i, timeout_s)
+        self._wait_meta_leader(timeout_s)
+        self._warm_up(timeout_s)
+        return self
+
+    def _wait_meta_leader(self, timeout_s):
+        import json
+        import urllib.request
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/jsz" % self.ports[0]["http"],
+                                            timeout=1) as r:
+                    if (json.load(r).get("meta_cluster") or {}).get("leader"):
+                        return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("no JetStream meta leader within %.0f s" % timeout_s)
+
+    def _warm_up(self, timeout_s):
+        import threading
+        import paho.mqtt.client as mqtt
+        ready = threading.Event()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="nats-warm-up")
+        c.username_pw_set(*self.central)
+        c.on_connect = lambda *a: ready.set()
+        c.connect(*self.mqtt_nodes[0])
+        deadline = time.monotonic() + timeout_s
+        while not ready.is_set() and time.monotonic() < deadline:
+            c.loop(0.05)
+        c.disconnect()
+        if not ready.is_set():
+            raise RuntimeError("the cluster's MQTT service did not answer within %.0f s"
+                               % timeout_s)
+
+    def start_node(self, i, timeout_s=30.0):
+        self._spawn(i)
+        self._wait_ready(i, timeout_s)
+
+    def _spawn(self, i):
+        if self.pid(i) is not None:
+            return
+        d = os.path.dirname(self.confs[i])
+        log = open(os.path.join(d, "nats.log"), "ab")
+        self.procs[i] = subprocess.Popen([self.binary, "-c", self.confs[i]], cwd=d,
+                                         stdout=log, stderr=log)
+        log.close()
+
+    def _wait_ready(self, i, timeout_s):
+        """Ready: the MQTT port accepts a connection and the monitoring /healthz says ok."""
+        import urllib.request
+        deadline = time.monotonic() + timeout_s
+        url = "http://127.0.0.1:%d/healthz?js-enabled-only=true" % self.ports[i]["http"]
+        while time.monotonic() < deadline:
+            if self.procs[i].poll() is not None:
+                raise RuntimeError("nats node%d exited with %s; log:\n%s"
+                                   % (i, self.procs[i].returncode, self.read_log(i)[-3000:]))
+            try:
+                with urllib.request.urlopen(url, timeout=1) as r:
+                    ok = r.status == 200
+                with socket.create_connection((self.host, self.ports[i]["mqtt"]), timeout=0.5):
+                    pass
+                if ok:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("nats node%d not ready within %.0f s; log:\n%s"
+                           % (i, timeout_s, self.read_log(i)[-3000:]))
+
+    def kill(self, i):
+        """SIGKILL one node by pid and reap it: a crash."""
+        p = self.procs[i]
+        if p is not None and p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(10)
+
+    def stop(self, grace_s=3.0):
+        """SIGTERM every node by pid (SIGKILL after grace_s: a 2.9 node's clean shutdown
+        can take ~9 s) and reap them."""
+        for p in self.procs:
+            if p is not None and p.poll() is None:
+                os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for i, p in enumerate(self.procs):
+            if p is None:
+                continue
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.kill(i)
+
+    def usage(self):
+        """{node index: (cpu seconds, resident KiB)} of the running nodes, from /proc."""
+        out = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for i in range(self.n):
+            pid = self.pid(i)
+            if pid is None:
+                continue
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open("/proc/%d/status" % pid) as f:
+                    rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+            except (OSError, StopIteration, ValueError):
+                continue
+            out[i] = ((int(fields[11]) + int(fields[12])) / tick, rss)
+        return out
+
+    def read_log(self, i):
+        try:
+            with open(os.path.join(os.path.dirname(self.confs[i]), "nats.log"), "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+SHIPPED_HEADER = """\
+# NATS 2.9 node for the edge-agent broker tier (docs/fleet.md). One of three:
+# node-b and node-c differ only in server_name and the routes list.
+# Generated by `python -m hil.nats` from hil/nats.py, the same code the tests run
+# (tests/test_link_nats.py); the users block lists central and two example units.
+# Per unit: its user name is its intersection id, its password from provisioning,
+# and its MQTT client id a per-unit secret (NATS cannot bind client ids to users).
+# The monitoring port lists client ids: it stays on 127.0.0.1.
+"""
+
+
+def shipped_config():
+    """docs/nats/node-a.conf: node a of three, TLS on MQTT, central and two example units."""
+    users = [("central", "CHANGE-ME-central", CENTRAL_PERMISSIONS)]
+    users += [(u, "CHANGE-ME-" + u, unit_permissions(u)) for u in ("demo-0001", "demo-0002")]
+    return SHIPPED_HEADER + render_config(
+        "node-a", {"client": 4222, "cluster": 6222, "mqtt": 8883, "http": 8222},
+        ["nats-route://node-b.city.internal:6222", "nats-route://node-c.city.internal:6222"],
+        "/var/lib/nats/jetstream", users,
+        tls={"cert_file": "/etc/nats/certs/node-a.crt", "key_file": "/etc/nats/certs/node-a.key",
+             "ca_file": "/etc/nats/certs/ca.crt"},
+        max_connections=20000, listen="0.0.0.0")
+
+
+if __name__ == "__main__":
+    import sys
+    sys.stdout.write(shipped_config())

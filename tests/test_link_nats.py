@@ -1,0 +1,242 @@
+"""The link on a real 3-node NATS 2.9 cluster (Debian nats-server), MQTT 3.1.1 from JetStream.
+
+One cluster per module on 127.0.0.1 free ports, with per-unit permissions as
+shipped in docs/nats/. A test that kills a node starts it again before it ends.
+NATS cannot bind a client id to a user name, so each unit connects with a
+per-unit secret client id from provisioning.
+"""
+
+import socket
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from drivers.commands import command_body, sign_command
+from hil.central import Central
+from hil.nats import NatsCluster, nats_binary
+from tests.linkrig import INTERSECTION, KID, SECRET, SITE, AgentUnderTest, envelope
+
+pytestmark = pytest.mark.skipif(nats_binary() is None, reason="nats-server is not installed")
+
+A, B = INTERSECTION, "quick-0002"
+PASSWORDS = {A: "pw-a-0001", B: "pw-b-0002"}
+SECRET_IDS = {A: "a-7f3c9e51d2", B: "b-19be04c6aa"}     # from provisioning, never on a topic
+CENTRAL = ("central", "central-pw")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = NatsCluster(tmp_path_factory.mktemp("nats"), units=PASSWORDS, central=CENTRAL).start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def healed(cluster):
+    """Every node runs again after the test (it may kill one)."""
+    yield cluster
+    for i in range(cluster.n):
+        if cluster.pid(i) is None:
+            cluster.start_node(i)
+
+
+def central_on(cluster, node, client_id, **kw):
+    host, port = cluster.mqtt_nodes[node]
+    return Central(host, port, SITE, username=CENTRAL[0], password=CENTRAL[1],
+                   client_id=client_id, **kw).start(10)
+
+
+def agent_on(cluster, tmp_path, unit=A, **mqtt_extra):
+    section = {"username": unit, "password": PASSWORDS[unit], "client_id": SECRET_IDS[unit],
+               "spread": True, "ack_timeout_s": 2.0}
+    section.update(mqtt_extra)
+    return AgentUnderTest(tmp_path / unit, cluster.mqtt_nodes, intersection=unit, mqtt=section,
+                          plans=["central-v1"])
+
+
+def node_of(cluster, link):
+    return cluster.mqtt_nodes.index(link.broker)
+
+
+def wait_for(predicate, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        v = predicate()
+        if v:
+            return v
+        time.sleep(0.05)
+    return None
+
+
+class Probe:
+    """A bare client with a unit's credentials; records messages and SUBACK codes."""
+
+    def __init__(self, cluster, node, user, password, client_id, will=None):
+        self.got, self.suback = [], []
+        self.ready, self.subscribed = threading.Event(), threading.Event()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        c.username_pw_set(user, password)
+        if will:
+            c.will_set(*will, qos=1, retain=True)
+        c.on_connect = lambda cl, u, f, rc, p: None if rc.is_failure else self.ready.set()
+        c.on_message = lambda cl, u, m: self.got.append((m.topic, m.payload))
+        c.on_subscribe = lambda cl, u, mid, codes, p: (self.suback.extend(codes),
+                                                       self.subscribed.set())
+        c.connect(*cluster.mqtt_nodes[node], keepalive=5)
+        c.loop_start()
+        assert self.ready.wait(10), user
+        self.c = c
+
+    def subscribe(self, topic):
+        self.subscribed.clear()
+        self.c.subscribe(topic, qos=1)
+        assert self.subscribed.wait(10)
+
+    def publish(self, topic, payload, retain=False):
+        self.c.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def t(unit, what):
+    return "tsc/v1/%s/%s/%s" % (SITE, unit, what)
+
+
+def test_a_retained_plan_survives_a_node_kill_and_the_agent_fails_over_to_read_it(
+        healed, tmp_path):
+    cluster = healed
+    observer = central_on(cluster, 2, "central-observer")
+    central = central_on(cluster, 0, "central-plans")
+    central.publish_plan(A, envelope(1))
+    central.stop()
+    cluster.kill(0)
+    agent = agent_on(cluster, tmp_path).start()
+    try:
+        r = observer.wait_for(lambda: (observer.reported(A) or {}).get("last"), 30)
+        assert r == {"result": "accepted", "version": 1, "at": r["at"]}
+        assert node_of(cluster, agent.rt.link) in (1, 2)
+    finally:
+        agent.stop()
+        observer.stop()
+
+
+def test_a_last_will_reaches_central_through_another_node(cluster):
+    central = central_on(cluster, 2, "central-wills")
+    unit = Probe(cluster, 1, A, PASSWORDS[A], SECRET_IDS[A],
+                 will=(t(A, "state"), b'{"online":false,"session":41}'))
+    try:
+        unit.publish(t(A, "state"), b'{"online":true,"session":41}', retain=True)
+        assert central.wait_for(lambda: central.state(A) == {"online": True, "session": 41}, 10)
+        sock = unit.c.socket()
+        unit.c.loop_stop()
+        sock.shutdown(socket.SHUT_RDWR)          # the unit dies: no DISCONNECT packet
+        sock.close()
+        will = {"online": False, "session": 41}
+        assert central.wait_for(lambda: central.state(A) == will, 20), central.state(A)
+    finally:
+        central.stop()
+
+
+def test_a_persistent_session_resumes_on_another_node(cluster):
+    ids = "central-session"
+    first = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=ids, clean_session=False)
+    first.username_pw_set(*CENTRAL)
+    done = threading.Event()
+    first.on_subscribe = lambda *a: done.set()
+    first.connect(*cluster.mqtt_nodes[0])
+    first.loop_start()
+    first.subscribe(t("+", "events"), qos=1)
+    assert done.wait(10)
+    first.loop_stop()
+    first.disconnect()
+    unit = Probe(cluster, 1, A, PASSWORDS[A], SECRET_IDS[A])
+    for i in range(5):
+        unit.publish(t(A, "events"), b"batch %d" % i)
+    unit.close()
+    got, present = [], []
+    second = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=ids, clean_session=False)
+    second.username_pw_set(*CENTRAL)
+    second.on_connect = lambda c, u, flags, rc, p: present.append(flags.session_present)
+    second.on_message = lambda c, u, m: got.append(m.payload)
+    second.connect(*cluster.mqtt_nodes[2])
+    second.loop_start()
+    try:
+        assert wait_for(lambda: len(got) >= 5, 20), got
+        assert present == [True]
+        assert got == [b"batch %d" % i for i in range(5)]
+    finally:
+        second.loop_stop()
+        second.disconnect()
+
+
+def test_a_unit_cannot_touch_another_units_topics_or_session(cluster, tmp_path):
+    central = Probe(cluster, 0, *CENTRAL, "central-acl")
+    central.subscribe(t("+", "state"))
+    central.subscribe(t(B, "cmd/result"))
+    agent_b = agent_on(cluster, tmp_path, B).start()
+    a = Probe(cluster, 1, A, PASSWORDS[A], SECRET_IDS[A])
+    try:
+        link = agent_b.rt.link
+        assert wait_for(lambda: link.subscribed, 15)
+        a.subscribe(t(B, "cmd"))
+        assert a.suback[-1].is_failure                   # SUBACK 0x80
+        a.subscribe(t(B, "plan/desired"))
+        assert a.suback[-1].is_failure
+        a.publish(t(B, "state"), b'{"online":false,"forged":true}', retain=True)
+        a.publish(t(A, "state"), b'{"online":true,"sentinel":true}')
+        assert wait_for(lambda: any(x == (t(A, "state"), b'{"online":true,"sentinel":true}')
+                                    for x in central.got), 10)
+        assert not any(b"forged" in p for _, p in central.got)
+        # A's credentials with B's guessable ids: B's secret id keeps its session.
+        for cid in ("edge-agent-" + B, B):
+            thief = Probe(cluster, node_of(cluster, link), A, PASSWORDS[A], cid)
+            thief.close()
+        body = command_body(B, 1, "resend_state", int(time.time()))
+        central.publish(t(B, "cmd"), sign_command(body, KID, bytes.fromhex(SECRET)))
+        assert wait_for(lambda: any(tp == t(B, "cmd/result") for tp, _ in central.got), 15)
+        assert link.counters["connections"] == 1 and not link.counters.get("connections_lost")
+    finally:
+        a.close()
+        central.close()
+        agent_b.stop()
+
+
+def test_broker_node_sigkill_with_central_offline_loses_no_event(healed, tmp_path):
+    cluster = healed
+    store = str(tmp_path / "central.jsonl")
+    agent = agent_on(cluster, tmp_path).start()
+    link, box = agent.rt.link, agent.rt.outbox
+    try:
+        assert wait_for(lambda: link.connected, 15)
+        victim = node_of(cluster, link)
+        other = (victim + 1) % 3
+        central = central_on(cluster, other, "central-events", store=store)
+        assert central.wait_for(lambda: len(central.events(A)) >= 5, 20)
+        central.stop()
+        offline_from = box.stats()["next_seq"]
+        assert wait_for(lambda: box.stats()["sent"] >= offline_from + 20, 30), box.stats()
+        cluster.kill(victim)
+        last_before_kill = box.stats()["next_seq"] - 1
+        central = central_on(cluster, other, "central-events", store=store)
+        got = central.wait_for(lambda: len(central.events(A)) >= last_before_kill, 40)
+        events = central.events(A)
+        assert got, (len(events), last_before_kill, box.stats(), link.stats())
+        assert events[0][0] == 1 and central.missing(A) == []
+        assert wait_for(lambda: link.connected and node_of(cluster, link) != victim, 30)
+        central.stop()
+    finally:
+        agent.stop()
+
+
+
+def test_the_shipped_cluster_config_is_the_one_the_tests_run():
+    import os
+    from hil.nats import shipped_config
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "docs", "nats", "node-a.conf")
+    with open(path) as f:
+        assert f.read() == shipped_config(), "regenerate: python -m hil.nats > docs/nats/node-a.conf"
