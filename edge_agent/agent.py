@@ -10,6 +10,7 @@ flash, then all-red, before the first green.
 from edge_agent import events as ev
 from edge_agent.controller import Controller
 from edge_agent.detectors import Detectors
+from edge_agent.fieldcheck import FieldCheck
 from edge_agent.indications import (MAX_PHASES, FLASH_RED, FLASH_YELLOW, RED,
                                     PED_DARK, DONT_WALK)
 from edge_agent.monitor import Monitor, FAULT_CONTROLLER
@@ -39,15 +40,16 @@ class Inputs:
         stamped on arrival; they carry source timestamps, counts and faults
     plan: a validated Plan to take effect at the next safe point
     technician_reset: clear a latched flash (a local action only)
+    cabinet: the cabinet's MMU reading (edge_agent.fieldcheck.CabinetReport) or None
     """
     __slots__ = ("detectors", "pulses", "peds", "reports", "force_off", "hold",
                  "omit", "plan", "technician_reset", "wall_ms", "link_up",
-                 "heartbeat", "central_plan", "hold_central_ms")
+                 "heartbeat", "central_plan", "hold_central_ms", "cabinet")
 
     def __init__(self, detectors=None, pulses=None, peds=None, reports=None,
                  force_off=0, hold=0, omit=0, plan=None, technician_reset=False,
                  wall_ms=None, link_up=None, heartbeat=False, central_plan=None,
-                 hold_central_ms=None):
+                 hold_central_ms=None, cabinet=None):
         self.detectors = detectors
         self.pulses = pulses
         self.peds = peds
@@ -62,6 +64,7 @@ class Inputs:
         self.omit = omit
         self.plan = plan
         self.technician_reset = technician_reset
+        self.cabinet = cabinet        # fieldcheck.CabinetReport from the cabinet driver, or None
 
 
 NO_INPUTS = Inputs()
@@ -95,6 +98,7 @@ class Agent:
             self.plan = self.supervisor.wanted
         self.controller = Controller(site, self.plan)
         self.detectors = Detectors(site)
+        self.fieldcheck = FieldCheck(site)
         self.mode_since = now
         if site.startup_flash > 0:
             self.mode = MODE_STARTUP_FLASH
@@ -150,6 +154,11 @@ class Agent:
             fault = self.monitor.check(now, vehicle, ped)
             if fault is not None:
                 self._fail(now, fault.code, fault.detail, log)
+                vehicle, ped = self._flash()
+        if inputs.cabinet is not None and self.mode != MODE_FLASH:
+            fault = self.fieldcheck.check(now, vehicle, ped, inputs.cabinet)
+            if fault is not None:
+                self._fail(now, fault[0], fault[1], log)
                 vehicle, ped = self._flash()
         sup = self.supervisor
         return Outputs(now, vehicle, ped, log, self.mode, self.controller.plan.id,
