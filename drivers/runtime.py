@@ -25,7 +25,7 @@ import time
 from drivers.intake import ACCEPTED, CURRENT, Intake, PlanResult, REJECTED
 from drivers.mqtt_link import CMD, HEARTBEAT, PLAN
 from drivers.outbox import EventOutbox
-from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, Store
+from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, MISSING, Store
 from drivers.telemetry import DetectorActivity, Lateness, phase_view
 from drivers.topics import dumps, parse_heartbeat
 from edge_agent import __version__
@@ -113,8 +113,9 @@ class Runtime:
         boot = self.store.load_plan(self.verifier, wall_clock())
         self.boot = boot
         for what, reason, message in boot.events:
-            self.log("warning" if what != "plan" else "info", "plan store at start-up",
-                     what=what, reason=reason, detail=message)
+            # A missing file is a first boot (normal); a damaged or refused one is not.
+            level = "info" if what == "plan" or reason == MISSING else "warning"
+            self.log(level, "plan store at start-up", what=what, reason=reason, detail=message)
         active_env = None
         if boot.accepted is not None:
             a = boot.accepted
@@ -238,6 +239,8 @@ class Runtime:
             self.hold_until = None
         inputs.hold_central_ms = self.hold_until
         out = self.agent.step(now, inputs)
+        if out.fault is not None and (self.out is None or self.out.fault is None):
+            self.log("warning", "flash latched", code=out.fault.code, reason=out.fault.detail)
         for o in self.outputs:
             self._guard("output", o.write, now, out)
         self.out = out

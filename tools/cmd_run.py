@@ -4,8 +4,9 @@
         --detectors sim:suburban --console --log-json
 
 `--config` is a site file (edge_agent.intersection), or an object
-{"site": {...}, "link": {...}, "runtime": {...}, "detectors": [...]} that adds
-link supervision times, loop settings and detector drivers. The provisioning
+{"site": {...}, "link": {...}, "runtime": {...}, "detectors": [...], "cabinet": {...}}
+that adds link supervision times, loop settings, detector drivers and the TS2
+cabinet's wiring (drivers/cabinet.py, docs/cabinet.md). The provisioning
 file gives the keys, the store directory, and the "mqtt" section (brokers,
 site, credentials, TLS); see docs/protocols/mqtt.md. SIGTERM or SIGINT ends
 the run cleanly: the step finishes, state goes offline, events are flushed.
@@ -34,6 +35,9 @@ def register(sub):
     p.add_argument("--provision", required=True, help="provisioning file (keys, store_dir, mqtt)")
     p.add_argument("--detectors", action="append", default=[], metavar="SPEC",
                    help="detector source: sim:<scenario>[:seed]; repeatable; adds to the config's")
+    p.add_argument("--cabinet", metavar="PORT",
+                   help="drive a TS2 Type 1 cabinet on this serial port (docs/cabinet.md); "
+                        "the config's \"cabinet\" object gives its wiring")
     p.add_argument("--no-mqtt", action="store_true", help="run without the central link (local only)")
     p.add_argument("--console", action="store_true", help="show the signal heads on the terminal")
     p.add_argument("--log-json", action="store_true", help="structured logs as JSON lines")
@@ -52,7 +56,7 @@ def load_config(path):
     except ValueError as e:
         raise SetupError("config %s: not valid JSON (%s)" % (path, e))
     if isinstance(doc, dict) and "site" in doc:
-        unknown = sorted(set(doc) - {"site", "link", "runtime", "detectors"})
+        unknown = sorted(set(doc) - {"site", "link", "runtime", "detectors", "cabinet"})
         if unknown:
             raise SetupError("config %s: unknown key %r" % (path, unknown[0]))
         return doc["site"], doc
@@ -102,8 +106,22 @@ def make_sources(specs, site_dict):
     return sources
 
 
+def make_cabinet(spec, port, log):
+    """The cabinet driver from the config's "cabinet" object and/or --cabinet PORT, or None."""
+    if spec is None and port is None:
+        return None
+    spec = dict(spec or {})
+    if port is not None:
+        spec["port"] = port
+    from drivers.cabinet import CabinetDriver
+    try:
+        return CabinetDriver(spec, log=log)
+    except ValueError as e:
+        raise SetupError(str(e))
+
+
 def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log=None,
-                  config_overrides=None):
+                  config_overrides=None, cabinet=None):
     """The Runtime for a config file and a provisioning file (also used by tests and benches)."""
     site_dict, opts = load_config(config)
     if config_overrides:
@@ -134,6 +152,9 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
         except ValueError as e:
             raise SetupError("provisioning %s:\n  %s" % (provision, e))
     sources = make_sources(list(opts.get("detectors") or []) + list(detectors), site_dict)
+    cab = make_cabinet(opts.get("cabinet"), cabinet, log)
+    if cab is not None:
+        sources.append(cab)
     outputs = [s for s in sources if hasattr(s, "write")]
     if console:
         from tools.console_view import ConsoleView
@@ -146,7 +167,7 @@ def cmd_run(args):
     log = RunLog(sys.stderr, json_lines=args.log_json, level=args.log_level)
     try:
         rt = build_runtime(args.config, args.provision, args.detectors, not args.no_mqtt,
-                           args.console, log)
+                           args.console, log, cabinet=args.cabinet)
     except SetupError as e:
         log.close()
         print("edge-agent run: %s" % e, file=sys.stderr)

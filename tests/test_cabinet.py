@@ -1,0 +1,176 @@
+"""`edge-agent run --cabinet PORT` driving an emulated TS2 Type 1 cabinet on a real pty.
+
+The emulator (hil/cabinet_emulator.py) plays the BIUs and the MMU and keeps
+a log of what its load switches drove. The agent runs as a process, exactly
+as `edge-agent run` is started in a cabinet; faults are switched on from the
+test once the field shows its first green: a stuck load switch, a dead BIU,
+an MMU that trips, a cut Port 1 cable, corrupted frames.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from drivers import ts2_frames as ts2
+from hil.cabinet_emulator import CabinetEmulator
+from tests.linkrig import KID, SECRET, quick_site
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = [sys.executable, "-m", "tools.cli"]
+GREEN_ONLY = (False, False, True)
+
+
+def write_config(d, **cabinet):
+    cab = {"channels": {"2": 2, "4": 4, "6": 6, "8": 8}, "ped_channels": {}}
+    cab.update(cabinet)
+    with open(d / "site.json", "w") as f:
+        json.dump({"site": quick_site(), "cabinet": cab}, f)
+    with open(d / "provision.json", "w") as f:
+        json.dump({"store_dir": str(d / "store"),
+                   "keys": [{"kid": KID, "scheme": "hmac", "secret": SECRET}]}, f)
+
+
+@pytest.fixture
+def cabinet():
+    emu = CabinetEmulator(tf_bius=2, det_bius=1, monitored=(2, 4, 6, 8))
+    emu.open()
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+def start_agent(d, port, seconds):
+    return subprocess.Popen(CLI + ["run", "--config", str(d / "site.json"), "--provision",
+                                   str(d / "provision.json"), "--no-mqtt", "--cabinet", port,
+                                   "--log-json", "--seconds", str(seconds)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(agent):
+    _, err = agent.communicate(timeout=30)
+    assert agent.returncode == 0, err
+    return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+
+
+def wait_for(cond, timeout_s):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.01)
+    raise AssertionError("condition not met in %.1f s" % timeout_s)
+
+
+def first_green(emu, ch):
+    for ms, field in list(emu.field_log):
+        if field[ch - 1] == GREEN_ONLY:
+            return ms
+    return None
+
+
+def intervals(log, ch):
+    """[(colour, duration ms)] of one channel in the emulator's field log."""
+    names = {(True, False, False): "red", (False, True, False): "yellow", GREEN_ONLY: "green",
+             (False, False, False): "dark"}
+    out, prev, since = [], None, None
+    for ms, field in log:
+        c = names.get(field[ch - 1], "mixed")
+        if c != prev:
+            if prev is not None:
+                out.append((prev, ms - since))
+            prev, since = c, ms
+    if prev is not None:
+        out.append((prev, None))                    # still showing
+    return out
+
+
+def test_agent_drives_the_cabinet_green_yellow_red_at_the_plans_times(tmp_path, cabinet):
+    write_config(tmp_path)
+    agent = start_agent(tmp_path, cabinet.path, 9)
+    logs = finish(agent)
+    field, flags = cabinet.snapshot()
+    assert flags == 0
+    seq = intervals(cabinet.field_log, 2)
+    # quick plan: min recall, min green 2.0 s, yellow 3.0 s, red clearance 0.5 s; 100 ms steps.
+    # The first red is start-up all-red; green, yellow and the red until 4/8 end are whole.
+    colours = [c for c, _ in seq]
+    assert colours[:4] == ["red", "green", "yellow", "red"]
+    assert [round(ms / 100) * 100 for _, ms in seq[1:3]] == [2000, 3000]
+    both = [ms for ms, f in cabinet.field_log if f[1] == GREEN_ONLY and f[3] == GREEN_ONLY]
+    assert both == []                               # 2 and 4 never green together
+    assert cabinet.frames_in[ts2.LOAD_SWITCH_DRIVERS] >= 80
+    assert cabinet.frames_in[ts2.DATE_TIME] >= 8
+    assert not [r for r in logs if r["level"] in ("warning", "error")], logs
+
+
+def _fault_run(tmp_path, cabinet, inject, seconds=5, **cab):
+    write_config(tmp_path, **cab)
+    agent = start_agent(tmp_path, cabinet.path, seconds)
+    try:
+        wait_for(lambda: first_green(cabinet, 2), 8)
+        t0 = cabinet.clock()
+        inject(cabinet)
+    except BaseException:
+        agent.kill()
+        raise
+    logs = finish(agent)
+    latched = [r for r in logs if r["msg"] == "flash latched"]
+    assert len(latched) == 1 and latched[0]["level"] == "warning", logs
+    return latched[0], logs, t0
+
+
+def test_stuck_load_switch_latches_flash_after_the_tolerance(tmp_path, cabinet):
+    latched, logs, t0 = _fault_run(tmp_path, cabinet, lambda c: c.stuck(4, GREEN_ONLY))
+    m = re.fullmatch(r"phase 4 commanded red, the field shows green for (\d+) ms "
+                     r"\(tolerance 500 ms\)", latched["reason"])
+    assert m and 500 <= int(m.group(1)) < 600, latched
+    assert latched["code"] == 20
+
+
+def test_dead_biu_is_a_lost_link_and_flash(tmp_path, cabinet):
+    latched, logs, _ = _fault_run(tmp_path, cabinet, lambda c: c.dead_biu(1))
+    assert latched["reason"] == "cabinet link lost: T&F BIU 1 (3 responses missed)"
+    assert latched["code"] == 22
+    lost = [r for r in logs if r["msg"].startswith("cabinet link lost")]
+    assert lost and lost[0]["level"] == "warning"
+
+
+def test_mmu_trip_latches_flash_with_the_mmus_reason(tmp_path, cabinet):
+    latched, logs, _ = _fault_run(tmp_path, cabinet, lambda c: c.trip(ts2.MMU_CONFLICT))
+    assert latched["reason"] == "MMU reports conflict, failed, output relay transferred"
+    assert latched["code"] == 21
+
+
+def test_cut_port1_cable_the_mmu_flashes_and_the_agent_latches_flash(tmp_path, cabinet):
+    latched, logs, t0 = _fault_run(tmp_path, cabinet, lambda c: c.cut_cable())
+    assert latched["code"] == 22
+    assert latched["reason"].startswith("cabinet link lost: MMU (3 responses missed)")
+    field, flags = cabinet.snapshot()
+    assert flags & ts2.MMU_PORT1_TIMEOUT            # the MMU's own watchdog flashed the field
+    flashing = [f for ms, f in cabinet.field_log if ms > t0]
+    assert flashing and all(ch == (f[0][0], False, False) for f in flashing for ch in f)
+
+
+def test_corrupted_and_garbage_frames_are_counted_and_do_not_flash(tmp_path, cabinet):
+    from tools.cmd_run import build_runtime
+    write_config(tmp_path, miss_limit=6)
+    cabinet.corrupt_rate = 0.05
+    cabinet.garbage_rate = 0.05
+    rt = build_runtime(str(tmp_path / "site.json"), str(tmp_path / "provision.json"),
+                       mqtt=False, cabinet=cabinet.path)
+    rt.run(max_steps=60)
+    cab = [s for s in rt.sources if getattr(s, "name", "") == "cabinet"][0]
+    st = cab.stats()
+    assert rt.out.fault is None
+    # Garbage right after a closing flag lands inside the next "frame", so it is
+    # counted where it fails (FCS, escape, length), not as bytes outside frames.
+    assert st["fcs_errors"] + st["bad_escape"] + st["too_short"] + st["garbage_bytes"] > 0, st
+    assert st["timeouts"] > 0
+    assert st["frames"] > 300
