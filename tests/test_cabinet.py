@@ -173,4 +173,4 @@ def test_corrupted_and_garbage_frames_are_counted_and_do_not_flash(tmp_path, cab
     # counted where it fails (FCS, escape, length), not as bytes outside frames.
     assert st["fcs_errors"] + st["bad_escape"] + st["too_short"] + st["garbage_bytes"] > 0, st
     assert st["timeouts"] > 0
-    assert st["frames"] > 300
+    assert st["frames"] > 200, st          # 60 cycles x 4 responses (MMU 128, 129, BIU 138, 139)
