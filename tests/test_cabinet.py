@@ -174,3 +174,50 @@ def test_corrupted_and_garbage_frames_are_counted_and_do_not_flash(tmp_path, cab
     assert st["fcs_errors"] + st["bad_escape"] + st["too_short"] + st["garbage_bytes"] > 0, st
     assert st["timeouts"] > 0
     assert st["frames"] > 200, st          # 60 cycles x 4 responses (MMU 128, 129, BIU 138, 139)
+
+
+# -- the poller without I/O ---------------------------------------------------------------
+
+class _Out:
+    def __init__(self, mode=2):
+        from edge_agent.indications import RED, GREEN, DONT_WALK
+        self.vehicle = [0] + [RED] * 16
+        self.vehicle[2] = GREEN
+        self.ped = [0] + [DONT_WALK] * 16
+        self.mode = mode
+
+
+def test_poller_detector_biu_calls_become_detector_inputs():
+    from drivers.cabinet import CabinetConfig, CabinetPoller
+    p = CabinetPoller(CabinetConfig({"port": "x", "det_channels": {"1": 4, "3": 8, "17": 2},
+                                     "det_bius": 2}))
+    wire = (ts2.encode(ts2.CALL_DATA, ts2.call_data(0b101, 0b001))           # BIU 1: ch 1 new, 3 on
+            + ts2.encode(ts2.CALL_DATA + 1, ts2.call_data(0b1, 0b0)))        # BIU 2: ch 17 held
+    p.feed(wire, 1000)
+    assert p.detector_calls() == ({4: True, 8: True, 2: True}, {4: 1})
+
+
+def test_poller_cycle_frames_timeouts_and_dead_stations():
+    from drivers.cabinet import CabinetConfig, CabinetPoller
+    p = CabinetPoller(CabinetConfig({"port": "x", "tf_bius": 1, "channels": {"2": 2},
+                                     "ped_channels": {}}))
+    frames = ts2.FrameParser().feed(p.cycle(0, _Out(), wall_s=1_795_680_000.25))
+    assert [f.type for f in frames] == [0, 10, 18, 1, 9]
+    drive, flash = ts2.parse_load_switch_drivers(frames[0].data)
+    assert drive[2] == (False, False, True) and flash is False
+    assert frames[4].data[:7] == bytes((11, 26, 26, 8, 0, 0, 2))   # 2026-11-26 08:00:00.2 UTC
+    p.feed(ts2.encode(ts2.LOAD_SWITCH_ACK) + ts2.encode(ts2.MMU_STATUS,
+                                                        ts2.mmu_status(0b10, 0, 0, 0)), 50)
+    for k in range(1, 3):                           # the BIU never answers
+        p.cycle(100 * k, _Out())
+        p.feed(ts2.encode(ts2.LOAD_SWITCH_ACK) + ts2.encode(ts2.MMU_STATUS,
+                                                            ts2.mmu_status(0b10, 0, 0, 0)),
+               100 * k + 5)
+    assert p.dead_stations() == []
+    p.cycle(300, _Out())                            # its third miss
+    assert p.dead_stations() == ["T&F BIU 1 (3 responses missed)"]
+    r = p.report(300)
+    assert (r.link_ok, r.link_detail) == (False, "T&F BIU 1 (3 responses missed)")
+    assert r.green == 1 << 2                      # channel 2 (MMU bit 1) is phase 2
+    assert p.counters["timeouts"] == 3
+    assert p.report(1000).link_detail == "no MMU status for 795 ms"
