@@ -41,6 +41,9 @@ def register(sub):
     p.add_argument("--no-mqtt", action="store_true", help="run without the central link (local only)")
     p.add_argument("--console", action="store_true", help="show the signal heads on the terminal")
     p.add_argument("--log-json", action="store_true", help="structured logs as JSON lines")
+    p.add_argument("--log-file", metavar="PATH",
+                   help="write logs to this file, rotated at 5 MB, 5 kept (default: stderr, "
+                        "which systemd sends to the journal)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--seconds", type=float, help="stop after this many seconds")
     p.set_defaults(func=cmd_run)
@@ -156,6 +159,10 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
     if cab is not None:
         sources.append(cab)
     outputs = [s for s in sources if hasattr(s, "write")]
+    from drivers.watchdog import Watchdog
+    watchdog = Watchdog.from_env()          # under systemd (Type=notify, WatchdogSec=)
+    if watchdog is not None:
+        outputs.append(watchdog)
     if console:
         from tools.console_view import ConsoleView
         outputs.append(ConsoleView(site))
@@ -164,7 +171,16 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
 
 
 def cmd_run(args):
-    log = RunLog(sys.stderr, json_lines=args.log_json, level=args.log_level)
+    stream = sys.stderr
+    if args.log_file:
+        from drivers.logfile import RotatingFile
+        try:
+            stream = RotatingFile(args.log_file)
+        except OSError as e:
+            print("edge-agent run: log file %s: %s" % (args.log_file, e.strerror or e),
+                  file=sys.stderr)
+            return 2
+    log = RunLog(stream, json_lines=args.log_json, level=args.log_level)
     try:
         rt = build_runtime(args.config, args.provision, args.detectors, not args.no_mqtt,
                            args.console, log, cabinet=args.cabinet)
