@@ -160,11 +160,11 @@ class CabinetPoller:
 
     def dead_stations(self):
         """Names of the stations that missed `miss_limit` responses in a row."""
-        names = []
+        worst = {}                    # the MMU answers two frame types: name it once
         for t, n in sorted(self.misses.items()):
             if n >= self.cfg.miss_limit:
-                names.append(_station(t) + " (%d responses missed)" % n)
-        return names
+                worst[_station(t)] = max(n, worst.get(_station(t), 0))
+        return ["%s (%d responses missed)" % (name, n) for name, n in sorted(worst.items())]
 
     def report(self, now):
         """The CabinetReport for the core at `now`."""

@@ -102,7 +102,10 @@ def test_agent_drives_the_cabinet_green_yellow_red_at_the_plans_times(tmp_path, 
     # The first red is start-up all-red; green, yellow and the red until 4/8 end are whole.
     colours = [c for c, _ in seq]
     assert colours[:4] == ["red", "green", "yellow", "red"]
-    assert [round(ms / 100) * 100 for _, ms in seq[1:3]] == [2000, 3000]
+    # In real time a late loop skips a step (never steps twice at once), so an interval
+    # may end one 100 ms step late on a loaded machine; never early.
+    green, yellow = [round(ms / 100) * 100 for _, ms in seq[1:3]]
+    assert green in (2000, 2100) and yellow in (3000, 3100), seq
     both = [ms for ms, f in cabinet.field_log if f[1] == GREEN_ONLY and f[3] == GREEN_ONLY]
     assert both == []                               # 2 and 4 never green together
     assert cabinet.frames_in[ts2.LOAD_SWITCH_DRIVERS] >= 80
@@ -151,7 +154,12 @@ def test_mmu_trip_latches_flash_with_the_mmus_reason(tmp_path, cabinet):
 def test_cut_port1_cable_the_mmu_flashes_and_the_agent_latches_flash(tmp_path, cabinet):
     latched, logs, t0 = _fault_run(tmp_path, cabinet, lambda c: c.cut_cable())
     assert latched["code"] == 22
-    assert latched["reason"].startswith("cabinet link lost: MMU (3 responses missed)")
+    # Three missed cycles normally; on a loaded machine a skipped step can make the
+    # 500 ms status timeout the first to see it. Either way: link lost, flash.
+    assert latched["reason"] in (
+        "cabinet link lost: MMU (3 responses missed), T&F BIU 1 (3 responses missed), "
+        "T&F BIU 2 (3 responses missed)",) or re.fullmatch(
+        r"cabinet link lost: no MMU status for 5\d\d ms", latched["reason"]), latched
     field, flags = cabinet.snapshot()
     assert flags & ts2.MMU_PORT1_TIMEOUT            # the MMU's own watchdog flashed the field
     flashing = [f for ms, f in cabinet.field_log if ms > t0]

@@ -6,12 +6,10 @@ import platform
 import signal
 import statistics
 import sys
-import tempfile
 import time
 
 from hil.service_supervisor import ServiceSupervisor
 
-SITE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "site.json")
 
 
 def bench_restart(config, provision, crashes=5, watchdog_s=2.0):
