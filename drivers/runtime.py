@@ -32,7 +32,7 @@ from edge_agent import __version__
 from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_RUN, MODE_STARTUP_ALL_RED,
                               MODE_STARTUP_FLASH)
 from edge_agent.envelope import Verifier
-from edge_agent.events import BOOT_PLAN
+from edge_agent.events import BOOT_PLAN, LINK_DOWN, LINK_UP
 from edge_agent.supervisor import SOURCE_CENTRAL, CentralPlan, LinkPolicy
 
 # Vendor event codes written by the runtime into the event stream (docs/protocols/mqtt.md).
@@ -239,8 +239,7 @@ class Runtime:
             self.hold_until = None
         inputs.hold_central_ms = self.hold_until
         out = self.agent.step(now, inputs)
-        if out.fault is not None and (self.out is None or self.out.fault is None):
-            self.log("warning", "flash latched", code=out.fault.code, reason=out.fault.detail)
+        self._log_transitions(out)
         for o in self.outputs:
             self._guard("output", o.write, now, out)
         self.out = out
@@ -250,6 +249,16 @@ class Runtime:
         if link is not None:
             self._guard("publish", self._publish, now, out)
         return out
+
+    def _log_transitions(self, out):
+        """What a technician must see at warning: a latched flash, the central link lost."""
+        if out.fault is not None and (self.out is None or self.out.fault is None):
+            self.log("warning", "flash latched", code=out.fault.code, reason=out.fault.detail)
+        for _, code, _ in out.events:
+            if code == LINK_DOWN:
+                self.log("warning", "central link lost: local control")
+            elif code == LINK_UP:
+                self.log("info", "central link healthy")
 
     def _guard(self, what, fn, *args):
         try:

@@ -100,3 +100,39 @@ def test_rotating_file_keeps_the_newest_lines_and_n_backups(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.log", "a.log.1", "a.log.2"]
     assert open(path + ".1").read().startswith("line 24")
     assert open(path + ".2").read().startswith("line 21")     # older ones are gone
+
+
+def test_runtime_logs_flash_and_central_link_loss_at_warning(tmp_path):
+    from edge_agent import events as ev
+    from edge_agent.fieldcheck import CabinetReport
+    from tools.cmd_run import build_runtime
+    write_files(tmp_path)
+    records = []
+
+    class Log:
+        context = None
+
+        def __call__(self, level, msg, **fields):
+            records.append((level, msg, fields))
+
+        def limited(self, key, level, msg, **fields):
+            records.append((level, msg, fields))
+
+    rt = build_runtime(str(tmp_path / "site.json"), str(tmp_path / "provision.json"),
+                       mqtt=False, log=Log())
+    out = rt.step(1000)
+    out.events.append((1000, ev.LINK_DOWN, 0))          # as the supervisor writes it
+    rt._log_transitions(out)
+    lost = CabinetReport(1100, link_ok=False, link_detail="no MMU status for 600 ms")
+
+    class Cabinet:
+        def read(self, now, inputs):
+            inputs.cabinet = lost
+
+    rt.sources.append(Cabinet())
+    rt.step(1100)
+    rt.step(1200)
+    warn = [(m, f) for lv, m, f in records if lv == "warning"]
+    assert warn == [("central link lost: local control", {}),
+                    ("flash latched", {"code": 22,
+                                       "reason": "cabinet link lost: no MMU status for 600 ms"})]
