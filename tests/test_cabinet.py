@@ -113,6 +113,19 @@ def test_agent_drives_the_cabinet_green_yellow_red_at_the_plans_times(tmp_path, 
     assert not [r for r in logs if r["level"] in ("warning", "error")], logs
 
 
+def test_detector_biu_call_holds_the_green_to_max_out(tmp_path, cabinet):
+    # Detector BIU 1 channel 1 wired to site detector 2 (phase 2), held on: phase 2
+    # extends past its 2.0 s min green and maxes out at max green 6.0 s.
+    write_config(tmp_path, det_channels={"1": 2})
+    cabinet.set_calls(1, 0b1)
+    logs = finish(start_agent(tmp_path, cabinet.path, 11))
+    seq = intervals(cabinet.field_log, 2)
+    assert [c for c, _ in seq][:3] == ["red", "green", "yellow"], seq
+    assert round(seq[1][1] / 100) * 100 in (6000, 6100), seq      # one step late at most
+    assert cabinet.frames_in[ts2.CALL_DATA_REQUEST] >= 100
+    assert not [r for r in logs if r["level"] in ("warning", "error")], logs
+
+
 def _fault_run(tmp_path, cabinet, inject, seconds=5, **cab):
     write_config(tmp_path, **cab)
     agent = start_agent(tmp_path, cabinet.path, seconds)
