@@ -40,47 +40,110 @@ def monotonic_ms():
     return time.monotonic_ns() // 1_000_000
 
 
-def _int_map(d, what):
-    try:
-        return {int(k): int(v) for k, v in d.items()}
-    except (AttributeError, TypeError, ValueError):
-        raise ValueError("cabinet.%s: must map numbers to numbers, e.g. {\"2\": 2}" % what)
+KNOWN_KEYS = ("port", "baudrate", "channels", "ped_channels", "det_channels", "tf_bius",
+              "det_bius", "tolerance_ms", "link_timeout_ms", "miss_limit")
 
 
 class CabinetConfig:
     """The cabinet's wiring and timing, from the config's "cabinet" object.
 
-    channels: phase -> load-switch channel (default phase p on channel p);
+    channels: phase -> load-switch channel (default phase p on channel p, 1..8);
     ped_channels: phase -> channel of its pedestrian head (default 2, 4, 6, 8 on 9..12);
     det_channels: detector BIU channel (1..64 over BIUs 1..4) -> site detector channel;
     tf_bius, det_bius: how many of each the cabinet has; tolerance_ms: the MMU's
     field-check tolerance; link_timeout_ms: no MMU status this long = link lost;
     miss_limit: missed responses in a row that make a BIU dead.
+    With the site given, every site phase must have its head wired and no
+    wiring may name a phase or detector the site does not have. Every problem
+    is reported at once (ValueError, one per line).
     """
 
-    def __init__(self, spec):
+    def __init__(self, spec, site=None):
+        errors = []
+        if not isinstance(spec, dict):
+            raise ValueError("cabinet: must be an object (docs/cabinet.md)")
+        for k in sorted(set(spec) - set(KNOWN_KEYS)):
+            errors.append("cabinet.%s: unknown key (known: %s)" % (k, ", ".join(KNOWN_KEYS)))
         self.port = spec.get("port")
-        if not self.port:
-            raise ValueError("cabinet.port: the serial device of the cabinet's Port 1 is required")
-        self.baudrate = int(spec.get("baudrate", 115200))
-        self.channels = _int_map(spec.get("channels", {p: p for p in range(1, 9)}), "channels")
-        self.ped_channels = _int_map(spec.get("ped_channels", {2: 9, 4: 10, 6: 11, 8: 12}),
-                                     "ped_channels")
-        self.det_channels = _int_map(spec.get("det_channels") or {}, "det_channels")
-        self.tf_bius = int(spec.get("tf_bius", 2))
-        self.det_bius = int(spec.get("det_bius", 1 if self.det_channels else 0))
-        self.tolerance_ms = int(spec.get("tolerance_ms", 500))
-        self.link_timeout_ms = int(spec.get("link_timeout_ms", 500))
-        self.miss_limit = int(spec.get("miss_limit", 3))
-        used = list(self.channels.values()) + list(self.ped_channels.values())
-        bad = [c for c in used if not 1 <= c <= 8 * self.tf_bius or c > ts2.CHANNELS]
-        if bad:
-            raise ValueError("cabinet: channel %d is outside the %d channels of %d T&F BIUs"
-                             % (bad[0], min(8 * self.tf_bius, ts2.CHANNELS), self.tf_bius))
-        if len(set(used)) != len(used):
-            raise ValueError("cabinet: a load-switch channel is wired to two heads")
-        if not 1 <= self.tf_bius <= 4 or not 0 <= self.det_bius <= 4:
-            raise ValueError("cabinet: tf_bius must be 1..4 and det_bius 0..4")
+        if not isinstance(self.port, str) or not self.port:
+            errors.append("cabinet.port: the serial device of the cabinet's Port 1 is required "
+                          "(--cabinet PORT or \"port\")")
+
+        def number(key, default, lo, hi):
+            v = spec.get(key, default)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                errors.append("cabinet.%s: %r is not a whole number %d..%d" % (key, v, lo, hi))
+                return default
+            return v
+
+        def mapping(key, default, lo, hi, what):
+            d = spec.get(key, default)
+            out = {}
+            if not isinstance(d, dict):
+                errors.append("cabinet.%s: must map %s, e.g. {\"2\": 2}" % (key, what))
+                return out
+            for k, v in d.items():
+                try:
+                    a, b = int(k), int(v)
+                except (TypeError, ValueError):
+                    errors.append("cabinet.%s[%r]: %r is not a number" % (key, k, v))
+                    continue
+                if not 1 <= a <= 64 or not lo <= b <= hi:
+                    errors.append("cabinet.%s[%r]: %r is out of range %d..%d" % (key, k, v, lo, hi))
+                    continue
+                out[a] = b
+            return out
+
+        self.baudrate = number("baudrate", 115200, 50, 4_000_000)
+        self.tf_bius = number("tf_bius", 2, 1, 4)
+        nch = min(8 * self.tf_bius, ts2.CHANNELS)
+        self.channels = mapping("channels", {p: p for p in range(1, 9)}, 1, nch,
+                                "phase to load-switch channel 1..%d" % nch)
+        self.ped_channels = mapping("ped_channels", {2: 9, 4: 10, 6: 11, 8: 12}, 1, nch,
+                                    "phase to load-switch channel 1..%d" % nch)
+        self.det_channels = mapping("det_channels", {}, 1, 64,
+                                    "detector BIU channel to site detector channel")
+        self.det_bius = number("det_bius", 1 if self.det_channels else 0, 0, 4)
+        self.tolerance_ms = number("tolerance_ms", 500, 100, 10_000)
+        self.link_timeout_ms = number("link_timeout_ms", 500, 200, 10_000)
+        self.miss_limit = number("miss_limit", 3, 1, 100)
+        seen = {}
+        for key, m in (("channels", self.channels), ("ped_channels", self.ped_channels)):
+            for p, ch in sorted(m.items()):
+                if ch in seen:
+                    errors.append("cabinet.%s[%d]: channel %d already drives %s"
+                                  % (key, p, ch, seen[ch]))
+                seen[ch] = "%s[%d]" % (key, p)
+        for biu_ch in sorted(self.det_channels):
+            if biu_ch > 16 * self.det_bius:
+                errors.append("cabinet.det_channels[%d]: beyond the %d channels of %d detector "
+                              "BIUs" % (biu_ch, 16 * self.det_bius, self.det_bius))
+        if site is not None:
+            phases = set(site.phases)
+            for p in sorted(phases - set(self.channels)):
+                errors.append("cabinet.channels: site phase %d has no load-switch channel" % p)
+            for p in sorted(set(self.channels) - phases):
+                errors.append("cabinet.channels[%d]: the site has no phase %d" % (p, p))
+            peds = {p for p in phases if site.has_ped[p]}
+            for p in sorted(peds - set(self.ped_channels)):
+                errors.append("cabinet.ped_channels: site phase %d has a pedestrian head "
+                              "but no channel" % p)
+            for p in sorted(set(self.ped_channels) - peds):
+                errors.append("cabinet.ped_channels[%d]: the site has no pedestrian phase %d"
+                              % (p, p))
+            dets = {d.channel for d in site.detectors}
+            for biu_ch, ch in sorted(self.det_channels.items()):
+                if ch not in dets:
+                    errors.append("cabinet.det_channels[%d]: the site has no detector %d"
+                                  % (biu_ch, ch))
+        if errors:
+            raise ValueError("\n  ".join(errors))
+        self.watched = 0
+        for p in self.channels:
+            self.watched |= 1 << p
+        self.watched_ped = 0
+        for p in self.ped_channels:
+            self.watched_ped |= 1 << p
 
 
 def channel_drive(out, cfg, now):
@@ -170,7 +233,8 @@ class CabinetPoller:
         """The CabinetReport for the core at `now`."""
         cfg = self.cfg
         r = CabinetReport(self.status_ms if self.status_ms is not None else now,
-                          tolerance_ms=cfg.tolerance_ms)
+                          tolerance_ms=cfg.tolerance_ms, watched=cfg.watched,
+                          watched_ped=cfg.watched_ped)
         since = self.status_ms if self.status_ms is not None else self.started
         if since is not None and now - since > cfg.link_timeout_ms:
             r.link_ok = False
@@ -232,8 +296,9 @@ class CabinetDriver:
 
     name = "cabinet"
 
-    def __init__(self, spec, log=None, clock=monotonic_ms, wall_clock=time.time, opener=None):
-        self.cfg = CabinetConfig(spec)
+    def __init__(self, spec, site=None, log=None, clock=monotonic_ms, wall_clock=time.time,
+                 opener=None):
+        self.cfg = CabinetConfig(spec, site)
         self.clock = clock
         self.wall_clock = wall_clock
         self.log = log or (lambda level, msg, **f: None)

@@ -45,18 +45,21 @@ class CabinetReport:
     ms: when the MMU status arrived (monotonic ms); link_ok: the MMU and BIUs
     answer; red/yellow/green: vehicle lamps the MMU sees on; walk: walk lamps
     on; mmu_fault: None or the MMU's own fault in words; link_detail: why the
-    link is down; tolerance_ms: how long a disagreement may last (the MMU's).
+    link is down; tolerance_ms: how long a disagreement may last (the MMU's);
+    watched, watched_ped: the phases whose heads are wired to a channel the MMU sees.
     """
     __slots__ = ("ms", "link_ok", "red", "yellow", "green", "walk", "dont_walk", "mmu_fault",
-                 "link_detail", "tolerance_ms")
+                 "link_detail", "tolerance_ms", "watched", "watched_ped")
 
     def __init__(self, ms, link_ok=True, red=0, yellow=0, green=0, walk=0, dont_walk=0,
-                 mmu_fault=None, link_detail=None, tolerance_ms=500):
+                 mmu_fault=None, link_detail=None, tolerance_ms=500, watched=0x1FFFE,
+                 watched_ped=0x1FFFE):
         self.ms, self.link_ok = ms, link_ok
         self.red, self.yellow, self.green = red, yellow, green
         self.walk, self.dont_walk = walk, dont_walk
         self.mmu_fault, self.link_detail = mmu_fault, link_detail
         self.tolerance_ms = tolerance_ms
+        self.watched, self.watched_ped = watched, watched_ped   # phases wired to a channel
 
 
 class FieldCheck:
@@ -79,7 +82,7 @@ class FieldCheck:
         tol = report.tolerance_ms
         for p in self.site.phases:
             want = _STEADY.get(vehicle[p])
-            if want is not None:
+            if want is not None and report.watched >> p & 1:
                 seen = (report.red >> p & 1, report.yellow >> p & 1, report.green >> p & 1)
                 f = self._compare(now, (p, 0), want, seen, tol)
                 if f is not None:
@@ -87,7 +90,8 @@ class FieldCheck:
                                                "%d ms (tolerance %d ms)"
                                                % (p, _COLOUR[want], _COLOUR.get(seen, _lamps(seen)),
                                                   f, tol))
-            if self.site.has_ped[p] and ped[p] in (WALK, DONT_WALK):
+            if (self.site.has_ped[p] and ped[p] in (WALK, DONT_WALK)
+                    and report.watched_ped >> p & 1):
                 want = (1, 0) if ped[p] == WALK else (0, 1)
                 seen = (report.walk >> p & 1, report.dont_walk >> p & 1)
                 f = self._compare(now, (p, 1), want, seen, tol)

@@ -242,3 +242,23 @@ def test_poller_cycle_frames_timeouts_and_dead_stations():
     assert r.green == 1 << 2                      # channel 2 (MMU bit 1) is phase 2
     assert p.counters["timeouts"] == 3
     assert p.report(1000).link_detail == "no MMU status for 795 ms"
+
+
+def test_bad_cabinet_wiring_is_refused_with_every_problem_at_once(tmp_path):
+    write_config(tmp_path, channels={"2": 2, "4": 2, "9": 5}, tf_bius=9, det_channels={"1": 7},
+                 tolerance_ms="soon", colour="red")
+    r = subprocess.run(CLI + ["run", "--config", str(tmp_path / "site.json"), "--provision",
+                              str(tmp_path / "provision.json"), "--no-mqtt", "--cabinet",
+                              "/dev/null"], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        "edge-agent run: config cabinet:",
+        "  cabinet.colour: unknown key (known: port, baudrate, channels, ped_channels, "
+        "det_channels, tf_bius, det_bius, tolerance_ms, link_timeout_ms, miss_limit)",
+        "  cabinet.tf_bius: 9 is not a whole number 1..4",
+        "  cabinet.tolerance_ms: 'soon' is not a whole number 100..10000",
+        "  cabinet.channels[4]: channel 2 already drives channels[2]",
+        "  cabinet.channels: site phase 6 has no load-switch channel",
+        "  cabinet.channels: site phase 8 has no load-switch channel",
+        "  cabinet.channels[9]: the site has no phase 9",
+        "  cabinet.det_channels[1]: the site has no detector 7"], r.stderr

@@ -109,18 +109,20 @@ def make_sources(specs, site_dict):
     return sources
 
 
-def make_cabinet(spec, port, log):
+def make_cabinet(spec, port, log, site=None):
     """The cabinet driver from the config's "cabinet" object and/or --cabinet PORT, or None."""
     if spec is None and port is None:
         return None
+    if spec is not None and not isinstance(spec, dict):
+        raise SetupError("config: \"cabinet\" must be an object (docs/cabinet.md)")
     spec = dict(spec or {})
     if port is not None:
         spec["port"] = port
     from drivers.cabinet import CabinetDriver
     try:
-        return CabinetDriver(spec, log=log)
+        return CabinetDriver(spec, site, log=log)
     except ValueError as e:
-        raise SetupError(str(e))
+        raise SetupError("config %s:\n  %s" % ("cabinet", e))
 
 
 def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log=None,
@@ -155,7 +157,7 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
         except ValueError as e:
             raise SetupError("provisioning %s:\n  %s" % (provision, e))
     sources = make_sources(list(opts.get("detectors") or []) + list(detectors), site_dict)
-    cab = make_cabinet(opts.get("cabinet"), cabinet, log)
+    cab = make_cabinet(opts.get("cabinet"), cabinet, log, site)
     if cab is not None:
         sources.append(cab)
     outputs = [s for s in sources if hasattr(s, "write")]

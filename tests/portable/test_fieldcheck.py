@@ -144,3 +144,16 @@ def test_agent_latches_flash_with_the_mmus_reason_in_the_same_step():
     assert out.fault.code == FAULT_MMU and out.fault.detail == "MMU reports red failure"
     assert (60_000, ev.MONITOR_FAULT, FAULT_MMU) in out.events
     assert out.vehicle[2] == FLASH_RED
+
+
+def test_phases_not_wired_to_a_channel_are_not_compared():
+    fc = FieldCheck(SITE)
+    veh, ped = commanded(greens=(2, 6))
+    ped[2] = WALK
+    for ms in range(0, 2000, 100):
+        r = mirror(ms, veh, ped)
+        r.red &= ~(1 << 8)                # phase 8's head is not wired to the MMU
+        r.walk = 0
+        r.watched = 0x1FFFE & ~(1 << 8)
+        r.watched_ped = 0
+        assert fc.check(ms, veh, ped, r) is None
