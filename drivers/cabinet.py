@@ -9,7 +9,8 @@ Each control step (100 ms, the TS2 command rate of the load-switch frames)
 is one command cycle: Type 0 (what the controller commands, to the MMU),
 Type 10.. (outputs to each T&F BIU), Type 18 (output transfer: the BIUs
 switch together), Type 1 (MMU status request), Type 20.. (detector BIU call
-data requests), and once a second Type 9 (date and time). A response not in
+data requests), once a second Type 9 (date and time), and every 10 s Type 3
+(read back the MMU's programming, compared with the site in the core). A response not in
 by the next cycle is a timeout; `miss_limit` timeouts in a row mark the
 station dead. The reader thread stamps and parses every byte; garbage, bad
 FCS and wrong lengths are counted by the frame parser, never raised.
@@ -34,6 +35,7 @@ except ImportError:        # the drivers extra is not installed: only tests may 
     serial = None
 
 OFF = (False, False, False)
+PROGRAM_PERIOD_MS = 10_000       # how often the MMU's programming is read back
 
 
 def monotonic_ms():
@@ -174,7 +176,9 @@ class CabinetPoller:
         self.received = set()
         self.misses = {}              # response type -> missed in a row
         self.last_date_s = None
-        self.counters = {"cycles": 0, "timeouts": 0, "responses": 0}
+        self.program = None           # channel pairs the MMU is programmed to permit
+        self.next_program = None      # monotonic ms of the next programming read-back
+        self.counters = {"cycles": 0, "timeouts": 0, "responses": 0, "program_reads": 0}
 
     def cycle(self, now, out, wall_s=None):
         """The bytes of one command cycle for `out` (agent Outputs) at `now`."""
@@ -198,6 +202,12 @@ class CabinetPoller:
             expected.add(ts2.TF_INPUTS + k)
         frames.append(ts2.encode(ts2.OUTPUT_TRANSFER))
         frames.append(ts2.encode(ts2.MMU_STATUS_REQUEST))
+        if self.program is None or now >= self.next_program:
+            # Asked every cycle until it answers, then every 10 s: the compatibility
+            # card can be swapped in the field. (Its answer is not a liveness check:
+            # the MMU's status frames are.)
+            self.next_program = now + PROGRAM_PERIOD_MS
+            frames.append(ts2.encode(ts2.MMU_PROGRAM_REQUEST))
         for k in range(cfg.det_bius):
             frames.append(ts2.encode(ts2.CALL_DATA_REQUEST + k))
             expected.add(ts2.CALL_DATA + k)
@@ -218,6 +228,9 @@ class CabinetPoller:
             if f.type == ts2.MMU_STATUS:
                 self.status = ts2.parse_mmu_status(f.data)
                 self.status_ms = rx_ms
+            elif f.type == ts2.MMU_PROGRAM:
+                self.program = ts2.parse_mmu_program(f.data)[0]
+                self.counters["program_reads"] += 1
             elif ts2.CALL_DATA <= f.type < ts2.CALL_DATA + 4:
                 self.calls[f.type - ts2.CALL_DATA + 1] = ts2.parse_call_data(f.data)
 
@@ -260,6 +273,15 @@ class CabinetPoller:
                 r.yellow |= 1 << p
             if st.green & b:
                 r.green |= 1 << p
+        if self.program is not None:
+            phase_of = {ch: p for p, ch in cfg.channels.items()}
+            permits = [0] * 17
+            for a, b in self.program:
+                p, q = phase_of.get(a), phase_of.get(b)
+                if p is not None and q is not None:
+                    permits[p] |= 1 << q
+                    permits[q] |= 1 << p
+            r.mmu_permits = permits
         for p, ch in cfg.ped_channels.items():
             b = 1 << (ch - 1)
             if st.green & b:

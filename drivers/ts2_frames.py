@@ -42,6 +42,7 @@ ADDR_BROADCAST = 255
 # Command frames (controller → station).
 LOAD_SWITCH_DRIVERS = 0             # to the MMU: what the controller commands, 16 channels
 MMU_STATUS_REQUEST = 1
+MMU_PROGRAM_REQUEST = 3             # read back the MMU's programming (compatibility card)
 DATE_TIME = 9                       # broadcast
 TF_OUTPUTS = 10                     # 10..13: outputs to T&F BIU 1..4 (and request its inputs)
 OUTPUT_TRANSFER = 18                # broadcast: BIUs apply the outputs they were sent
@@ -49,13 +50,15 @@ CALL_DATA_REQUEST = 20              # 20..23: detector BIU 1..4
 # Response frames (station → controller) are the command type + 128.
 LOAD_SWITCH_ACK = 128
 MMU_STATUS = 129
+MMU_PROGRAM = 131
 TF_INPUTS = 138                     # 138..141
 CALL_DATA = 148                     # 148..151
 
 # Frame type -> (address, data bytes). Data = frame length minus address, control, type.
 LAYOUT = {LOAD_SWITCH_DRIVERS: (ADDR_MMU, 13), MMU_STATUS_REQUEST: (ADDR_MMU, 0),
           DATE_TIME: (ADDR_BROADCAST, 9), OUTPUT_TRANSFER: (ADDR_BROADCAST, 0),
-          LOAD_SWITCH_ACK: (ADDR_MMU, 0), MMU_STATUS: (ADDR_MMU, 10)}
+          LOAD_SWITCH_ACK: (ADDR_MMU, 0), MMU_STATUS: (ADDR_MMU, 10),
+          MMU_PROGRAM_REQUEST: (ADDR_MMU, 0), MMU_PROGRAM: (ADDR_MMU, 20)}
 for _k in range(4):
     LAYOUT[TF_OUTPUTS + _k] = (ADDR_TF_BIU[_k], 8)
     LAYOUT[TF_INPUTS + _k] = (ADDR_TF_BIU[_k], 5)
@@ -349,6 +352,38 @@ def parse_mmu_status(data):
     d = data
     return MmuStatus(d[0] | d[1] << 8, d[2] | d[3] << 8, d[4] | d[5] << 8,
                      d[6] | d[7] << 8 | d[8] << 16 | d[9] << 24)
+
+
+def _pairs():
+    return [(a, b) for a in range(1, CHANNELS + 1) for b in range(a + 1, CHANNELS + 1)]
+
+
+PAIRS = _pairs()        # (1, 2), (1, 3) ... (1, 16), (2, 3) ... (15, 16): 120 pairs
+
+
+def mmu_program(permits, min_yellow_disable=0, min_flash_s=0, flags=0):
+    """Type 131 data: the MMU's programming as it reads it back.
+
+    Layout (TS2 §3.3.1.4.2; vtc MMUProgrammingRequestAckFrame): data[0..14]
+    one bit per channel pair in PAIRS order (1 = compatible, may be green
+    together), data[15..16] minimum yellow change disable ch 1..16, data[17]
+    bits 0-3 minimum flash time (s), bit 4 24 V latch, bit 5 CVM latch (flags
+    bits 0-1), data[18..19] reserved.
+    """
+    out = bytearray(20)
+    for k, pair in enumerate(PAIRS):
+        if pair in permits:
+            out[k >> 3] |= 1 << (k & 7)
+    out[15], out[16] = min_yellow_disable & 0xFF, min_yellow_disable >> 8 & 0xFF
+    out[17] = (min_flash_s & 0x0F) | (flags & 3) << 4
+    return bytes(out)
+
+
+def parse_mmu_program(data):
+    """(set of compatible channel pairs (a < b), minimum yellow disable bitmap,
+    minimum flash s, latch flags) of Type 131 data."""
+    permits = {pair for k, pair in enumerate(PAIRS) if data[k >> 3] >> (k & 7) & 1}
+    return permits, data[15] | data[16] << 8, data[17] & 0x0F, data[17] >> 4 & 3
 
 
 def date_time(year, month, day, hour, minute, second, tenths, tf_present=0, det_present=0):

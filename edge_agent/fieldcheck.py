@@ -11,6 +11,10 @@ agent decides, like a cabinet would:
 - the driver lost the MMU/BIU link: the MMU's port 1 watchdog puts the
   cabinet in flash; the agent latches flash too, so that it never believes
   it drives a green it cannot see;
+- the MMU's programming (its compatibility card, read back) lets two phases
+  be green together that the site says conflict — it would not catch the
+  mistake it is there for — or forbids two the site times together — it
+  would trip in normal service: flash, naming the pair;
 - a phase shows something else than commanded (a stuck load switch, a dead
   BIU) for longer than the tolerance: flash, with the phase and both colours.
 
@@ -30,10 +34,12 @@ except ImportError:
 FAULT_FIELD_CHECK = const(20)
 FAULT_MMU = const(21)
 FAULT_CABINET_LINK = const(22)
+FAULT_MMU_PROGRAM = const(23)
 
 FAULT_NAMES = {20: "field check: the field shows what was not commanded",
                21: "the cabinet's MMU reports a fault",
-               22: "cabinet link lost: the MMU's watchdog flashes the intersection"}
+               22: "cabinet link lost: the MMU's watchdog flashes the intersection",
+               23: "the MMU's programming disagrees with the site's conflicts"}
 
 _STEADY = {DARK: (0, 0, 0), RED: (1, 0, 0), YELLOW: (0, 1, 0), GREEN: (0, 0, 1)}
 _COLOUR = {(0, 0, 0): "dark", (1, 0, 0): "red", (0, 1, 0): "yellow", (0, 0, 1): "green"}
@@ -49,17 +55,19 @@ class CabinetReport:
     watched, watched_ped: the phases whose heads are wired to a channel the MMU sees.
     """
     __slots__ = ("ms", "link_ok", "red", "yellow", "green", "walk", "dont_walk", "mmu_fault",
-                 "link_detail", "tolerance_ms", "watched", "watched_ped")
+                 "link_detail", "tolerance_ms", "watched", "watched_ped", "mmu_permits")
 
     def __init__(self, ms, link_ok=True, red=0, yellow=0, green=0, walk=0, dont_walk=0,
                  mmu_fault=None, link_detail=None, tolerance_ms=500, watched=0x1FFFE,
-                 watched_ped=0x1FFFE):
+                 watched_ped=0x1FFFE, mmu_permits=None):
         self.ms, self.link_ok = ms, link_ok
         self.red, self.yellow, self.green = red, yellow, green
         self.walk, self.dont_walk = walk, dont_walk
         self.mmu_fault, self.link_detail = mmu_fault, link_detail
         self.tolerance_ms = tolerance_ms
         self.watched, self.watched_ped = watched, watched_ped   # phases wired to a channel
+        self.mmu_permits = mmu_permits    # None, or per phase the bitmask of phases it may
+                                          # be green with, as the MMU is programmed
 
 
 class FieldCheck:
@@ -79,6 +87,10 @@ class FieldCheck:
         if not report.link_ok:
             return FAULT_CABINET_LINK, "cabinet link lost: %s" % (report.link_detail
                                                                   or "no answer")
+        if report.mmu_permits is not None:
+            f = self._program(report)
+            if f is not None:
+                return FAULT_MMU_PROGRAM, f
         tol = report.tolerance_ms
         for p in self.site.phases:
             want = _STEADY.get(vehicle[p])
@@ -100,6 +112,22 @@ class FieldCheck:
                                                "shows %s for %d ms (tolerance %d ms)"
                                                % (p, _PED[want], _PED.get(seen, "walk and don't walk"),
                                                   f, tol))
+        return None
+
+    def _program(self, report):
+        site = self.site
+        for p in site.phases:
+            for q in site.phases:
+                if q <= p or not (report.watched >> p & 1 and report.watched >> q & 1):
+                    continue
+                mmu_allows = report.mmu_permits[p] >> q & 1
+                conflict = site.conflicts[p] >> q & 1
+                if mmu_allows and conflict:
+                    return ("MMU program permits phases %d and %d together; the site says "
+                            "they conflict" % (p, q))
+                if not mmu_allows and not conflict:
+                    return ("MMU program forbids phases %d and %d together; the site times "
+                            "them together (the MMU would trip)" % (p, q))
         return None
 
     def _compare(self, now, key, want, seen, tol):

@@ -9,7 +9,8 @@ It answers the controller's Port 1 frames (drivers/ts2_frames.py): Type 0 →
 128 (the MMU learns what the controller commands), Type 10.. → 138.. (each
 T&F BIU holds its outputs), Type 18 (the BIUs switch their load switches
 together: the field changes), Type 1 → 129 (the MMU's view of the field and
-its flags), Type 20.. → 148.. (detector calls set with `set_calls`).
+its flags), Type 3 → 131 (its programming: `permits`, the compatible channel
+pairs of its compatibility card), Type 20.. → 148.. (detector calls set with `set_calls`).
 
 The MMU is a real one in miniature: a channel programmed in `monitored`
 that shows no lamp at all for `red_fail_ms` while the controller is not
@@ -45,9 +46,10 @@ class CabinetEmulator:
     """BIUs and MMU of one cabinet, answering on a pty."""
 
     def __init__(self, tf_bius=2, det_bius=1, monitored=range(1, 13), red_fail_ms=1000,
-                 port1_timeout_ms=300, seed=1, clock=monotonic_ms):
+                 port1_timeout_ms=300, permits=(), seed=1, clock=monotonic_ms):
         self.tf_bius, self.det_bius = tf_bius, det_bius
         self.monitored = set(monitored)
+        self.permits = set(permits)       # the compatibility card: channel pairs (a < b)
         self.red_fail_ms = red_fail_ms
         self.port1_timeout_ms = port1_timeout_ms
         self.rng = random.Random(seed)
@@ -176,6 +178,8 @@ class CabinetEmulator:
                 g |= b if gr else 0
             flags = self.mmu_flags | ts2.MMU_RED_ENABLE
             self._send(ts2.MMU_STATUS, ts2.mmu_status(g, y, r, flags))
+        elif t == ts2.MMU_PROGRAM_REQUEST:
+            self._send(ts2.MMU_PROGRAM, ts2.mmu_program(self.permits, min_flash_s=6))
         elif ts2.CALL_DATA_REQUEST <= t < ts2.CALL_DATA_REQUEST + 4:
             n = t - ts2.CALL_DATA_REQUEST + 1
             if n > self.det_bius:

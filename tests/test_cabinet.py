@@ -38,7 +38,9 @@ def write_config(d, **cabinet):
 
 @pytest.fixture
 def cabinet():
-    emu = CabinetEmulator(tf_bius=2, det_bius=1, monitored=(2, 4, 6, 8))
+    # quick site: rings [2, 4] and [6, 8], barriers [2, 6] and [4, 8]
+    emu = CabinetEmulator(tf_bius=2, det_bius=1, monitored=(2, 4, 6, 8),
+                          permits={(2, 6), (4, 8)})
     emu.open()
     emu.start()
     yield emu
@@ -124,6 +126,17 @@ def test_detector_biu_call_holds_the_green_to_max_out(tmp_path, cabinet):
     assert round(seq[1][1] / 100) * 100 in (6000, 6100), seq      # one step late at most
     assert cabinet.frames_in[ts2.CALL_DATA_REQUEST] >= 100
     assert not [r for r in logs if r["level"] in ("warning", "error")], logs
+
+
+def test_mmu_programmed_with_a_conflicting_pair_latches_flash_before_the_first_green(
+        tmp_path, cabinet):
+    cabinet.permits = {(2, 6), (4, 8), (2, 4)}          # a jumper too many on the card
+    write_config(tmp_path)
+    logs = finish(start_agent(tmp_path, cabinet.path, 3))
+    latched = [r for r in logs if r["msg"] == "flash latched"]
+    assert [(r["code"], r["reason"]) for r in latched] == [
+        (23, "MMU program permits phases 2 and 4 together; the site says they conflict")], logs
+    assert first_green(cabinet, 2) is None and first_green(cabinet, 4) is None
 
 
 def _fault_run(tmp_path, cabinet, inject, seconds=5, **cab):
@@ -223,12 +236,13 @@ def test_poller_cycle_frames_timeouts_and_dead_stations():
     p = CabinetPoller(CabinetConfig({"port": "x", "tf_bius": 1, "channels": {"2": 2},
                                      "ped_channels": {}}))
     frames = ts2.FrameParser().feed(p.cycle(0, _Out(), wall_s=1_795_680_000.25))
-    assert [f.type for f in frames] == [0, 10, 18, 1, 9]
+    assert [f.type for f in frames] == [0, 10, 18, 1, 3, 9]
     drive, flash = ts2.parse_load_switch_drivers(frames[0].data)
     assert drive[2] == (False, False, True) and flash is False
-    assert frames[4].data[:7] == bytes((11, 26, 26, 8, 0, 0, 2))   # 2026-11-26 08:00:00.2 UTC
+    assert frames[5].data[:7] == bytes((11, 26, 26, 8, 0, 0, 2))   # 2026-11-26 08:00:00.2 UTC
     p.feed(ts2.encode(ts2.LOAD_SWITCH_ACK) + ts2.encode(ts2.MMU_STATUS,
-                                                        ts2.mmu_status(0b10, 0, 0, 0)), 50)
+                                                        ts2.mmu_status(0b10, 0, 0, 0))
+           + ts2.encode(ts2.MMU_PROGRAM, ts2.mmu_program(set())), 50)
     for k in range(1, 3):                           # the BIU never answers
         p.cycle(100 * k, _Out())
         p.feed(ts2.encode(ts2.LOAD_SWITCH_ACK) + ts2.encode(ts2.MMU_STATUS,
@@ -262,3 +276,18 @@ def test_bad_cabinet_wiring_is_refused_with_every_problem_at_once(tmp_path):
         "  cabinet.channels: site phase 8 has no load-switch channel",
         "  cabinet.channels[9]: the site has no phase 9",
         "  cabinet.det_channels[1]: the site has no detector 7"], r.stderr
+
+
+def test_poller_asks_for_the_mmu_program_until_it_answers_then_every_10_s():
+    from drivers.cabinet import CabinetConfig, CabinetPoller
+    p = CabinetPoller(CabinetConfig({"port": "x", "tf_bius": 1, "channels": {"2": 2},
+                                     "ped_channels": {}}))
+
+    def types(now):
+        return [f.type for f in ts2.FrameParser().feed(p.cycle(now, _Out()))]
+
+    assert ts2.MMU_PROGRAM_REQUEST in types(0)
+    assert ts2.MMU_PROGRAM_REQUEST in types(100)          # no answer yet: ask again
+    p.feed(ts2.encode(ts2.MMU_PROGRAM, ts2.mmu_program({(2, 6)})), 150)
+    asked = [t for t in range(200, 20_200, 100) if ts2.MMU_PROGRAM_REQUEST in types(t)]
+    assert asked == [10_100, 20_100]

@@ -191,3 +191,21 @@ def test_fuzz_a_million_random_and_bit_flipped_bytes():
     assert len(stream) >= target and flipped > 5000
     assert got == expected
     assert p.stats["frames"] == len(intact)
+
+
+def test_mmu_program_type_131_compatibility_bits_in_pair_order():
+    # Layout "Type 131": one bit per channel pair (1,2),(1,3)..(1,16),(2,3)..(15,16) from
+    # data bit 0; (2,6) is pair index 18 (15 pairs of channel 1, then (2,3),(2,4),(2,5),(2,6)),
+    # (4,8) index 15+14+13+3 = 45. data[15..16] min yellow disable, data[17] min flash 6 s.
+    data = bytearray(20)
+    data[18 >> 3] |= 1 << (18 & 7)
+    data[45 >> 3] |= 1 << (45 & 7)
+    data[17] = 6
+    assert ts2.mmu_program({(2, 6), (4, 8)}, min_flash_s=6) == bytes(data)
+    body = bytes((0x10, 0x83, 0x83)) + bytes(data)
+    f = reference_fcs(body)
+    wire = b"\x7e" + ts2.stuff(body + bytes((f & 0xFF, f >> 8))) + b"\x7e"
+    [frame] = ts2.FrameParser().feed(wire)
+    assert ts2.parse_mmu_program(frame.data) == ({(2, 6), (4, 8)}, 0, 6, 0)
+    assert ts2.encode(ts2.MMU_PROGRAM_REQUEST) == bytes((0x7E, 0x10, 0x83, 0x03)) + \
+        bytes((reference_fcs(b"\x10\x83\x03") & 0xFF, reference_fcs(b"\x10\x83\x03") >> 8, 0x7E))

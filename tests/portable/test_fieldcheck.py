@@ -10,7 +10,7 @@ from edge_agent.intersection import parse_site
 from edge_agent.standard import standard_site
 from edge_agent.agent import Agent, Inputs, MODE_FLASH, MODE_RUN
 from edge_agent.fieldcheck import (FieldCheck, CabinetReport, FAULT_FIELD_CHECK, FAULT_MMU,
-                                   FAULT_CABINET_LINK)
+                                   FAULT_CABINET_LINK, FAULT_MMU_PROGRAM)
 from edge_agent.indications import (RED, YELLOW, GREEN, DONT_WALK, WALK, PED_DARK,
                                     FLASH_RED)
 from edge_agent import events as ev
@@ -157,3 +157,30 @@ def test_phases_not_wired_to_a_channel_are_not_compared():
         r.watched = 0x1FFFE & ~(1 << 8)
         r.watched_ped = 0
         assert fc.check(ms, veh, ped, r) is None
+
+
+def _permits(pairs):
+    out = [0] * 17
+    for p, q in pairs:
+        out[p] |= 1 << q
+        out[q] |= 1 << p
+    return out
+
+
+# The standard site's compatible pairs: each ring-1 phase with the ring-2 phases of its barrier.
+STANDARD_OK = [(1, 5), (1, 6), (2, 5), (2, 6), (3, 7), (3, 8), (4, 7), (4, 8)]
+
+
+def test_mmu_program_must_match_the_sites_conflicts_both_ways():
+    fc = FieldCheck(SITE)
+    veh, ped = commanded(greens=(2, 6))
+    r = mirror(0, veh, ped)
+    r.mmu_permits = _permits(STANDARD_OK)
+    assert fc.check(0, veh, ped, r) is None
+    r.mmu_permits = _permits(STANDARD_OK + [(2, 4)])
+    assert fc.check(0, veh, ped, r) == (FAULT_MMU_PROGRAM, "MMU program permits phases 2 and 4 "
+                                        "together; the site says they conflict")
+    r.mmu_permits = _permits([pq for pq in STANDARD_OK if pq != (3, 8)])
+    assert fc.check(0, veh, ped, r) == (FAULT_MMU_PROGRAM, "MMU program forbids phases 3 and 8 "
+                                        "together; the site times them together (the MMU "
+                                        "would trip)")
