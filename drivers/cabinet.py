@@ -34,7 +34,6 @@ try:
 except ImportError:        # the drivers extra is not installed: only tests may get here
     serial = None
 
-OFF = (False, False, False)
 PROGRAM_PERIOD_MS = 10_000       # how often the MMU's programming is read back
 
 
@@ -165,7 +164,7 @@ def channel_drive(out, cfg, now):
 class CabinetPoller:
     """The command cycle and the response bookkeeping, without I/O (the driver's mechanism)."""
 
-    def __init__(self, cfg, clock=monotonic_ms):
+    def __init__(self, cfg):
         self.cfg = cfg
         self.parser = ts2.FrameParser()
         self.started = None
@@ -325,7 +324,7 @@ class CabinetDriver:
         self.wall_clock = wall_clock
         self.log = log or (lambda level, msg, **f: None)
         self.opener = opener or self._open_serial
-        self.poller = CabinetPoller(self.cfg, clock)
+        self.poller = CabinetPoller(self.cfg)
         self.lock = threading.Lock()
         self.ser = None
         self.thread = None

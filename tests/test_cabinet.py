@@ -10,7 +10,6 @@ an MMU that trips, a cut Port 1 cable, corrupted frames.
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
