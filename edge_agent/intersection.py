@@ -239,7 +239,7 @@ def _detectors(c, d, known):
         c.unknown_keys(e, DETECTOR_KEYS, path)
         det = Detector()
         det.channel = c.integer(e.get("channel"), path + ".channel", 1, MAX_DETECTORS)
-        if det.channel in channels:
+        if det.channel is not None and det.channel in channels:
             c.error(path + ".channel", "channel %d is used twice" % det.channel)
         channels.add(det.channel)
         det.phase = e.get("phase")
@@ -271,7 +271,7 @@ def _ped_detectors(c, d, known, has_ped):
         c.unknown_keys(e, PED_DETECTOR_KEYS, path)
         det = Detector()
         ch = det.channel = c.integer(e.get("channel"), path + ".channel", 1, MAX_DETECTORS)
-        if ch in channels:
+        if ch is not None and ch in channels:
             c.error(path + ".channel", "channel %d is used twice" % ch)
         channels.add(ch)
         p = det.phase = e.get("phase")
