@@ -34,11 +34,14 @@ def provision(out, broker="127.0.0.1:1883", *extra):
 
 
 def test_password_hash_is_pbkdf2_and_checks():
+    import base64
     import hashlib
     h = hash_password("secret-pass", salt=bytes(16), iterations=1000)
-    assert h == {"scheme": "pbkdf2-sha256", "iterations": 1000, "salt": "00" * 16,
-                 "hash": hashlib.pbkdf2_hmac("sha256", b"secret-pass", bytes(16), 1000).hex()}
-    assert check_password(h, "secret-pass") and not check_password(h, "secret-pasS")
+    digest = hashlib.pbkdf2_hmac("sha256", b"secret-pass", bytes(16), 1000)
+    assert h == "pbkdf2_sha256$1000$%s$%s" % (base64.b64encode(bytes(16)).decode(),
+                                              base64.b64encode(digest).decode())
+    assert check_password("secret-pass", h) and not check_password("secret-pasS", h)
+    assert not check_password("secret-pass", "md5$1$x$y") and not check_password("x", None)
 
 
 def test_provision_new_writes_a_bundle_that_runs_against_a_broker(tmp_path, broker):
@@ -59,7 +62,7 @@ def test_provision_new_writes_a_bundle_that_runs_against_a_broker(tmp_path, brok
     assert prov["mqtt"]["brokers"] == ["127.0.0.1:%d" % broker.port]
     assert prov["mqtt"]["site"] == "city" and prov["mqtt"]["username"] == "ctl-0042"
     assert (out / "mosquitto-passwd.txt").read_text() == "ctl-0042:%s\n" % prov["mqtt"]["password"]
-    assert check_password(prov["panel"]["password"], PASSWORD)
+    assert check_password(PASSWORD, prov["panel"]["password_hash"])
     assert cli("config", "check", str(out / "site.json")).returncode == 0
     central = Central(broker.host, broker.port, "city", client_id="observer").start()
     agent = subprocess.Popen(CLI + ["run", "--config", str(out / "site.json"), "--provision",

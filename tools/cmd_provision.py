@@ -15,12 +15,15 @@ Writes into --out (refusing to overwrite without --force):
 
 The panel password is read from --panel-password-file, the environment
 variable EDGE_AGENT_PANEL_PASSWORD, or asked for twice on the terminal; only
-its PBKDF2-SHA256 hash (600,000 iterations, random salt) is stored, and it is
-never printed or logged. Secret files are created with mode 0600.
+its PBKDF2-SHA256 hash (200,000 iterations, random salt, as
+"panel": {"password_hash": "pbkdf2_sha256$iterations$salt$hash"}) is stored,
+and it is never printed or logged. Secret files are created with mode 0600.
 """
 
+import base64
 import getpass
 import hashlib
+import hmac
 import json
 import os
 import sys
@@ -30,7 +33,7 @@ from edge_agent.intersection import parse_site
 from edge_agent.standard import standard_site
 from edge_agent.validate import ConfigError
 
-PBKDF2_ITERATIONS = 600_000
+PBKDF2_ITERATIONS = 200_000
 MIN_PASSWORD = 8
 
 
@@ -60,20 +63,24 @@ def register(sub):
 
 
 def hash_password(password, salt=None, iterations=PBKDF2_ITERATIONS):
-    """{"scheme", "iterations", "salt", "hash"}: PBKDF2-HMAC-SHA256 of the password."""
+    """'pbkdf2_sha256$iterations$salt$hash' (salt and hash in base64): PBKDF2-HMAC-SHA256."""
     salt = salt if salt is not None else os.urandom(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
-    return {"scheme": "pbkdf2-sha256", "iterations": iterations, "salt": salt.hex(),
-            "hash": digest.hex()}
+    return "pbkdf2_sha256$%d$%s$%s" % (iterations, base64.b64encode(salt).decode(),
+                                      base64.b64encode(digest).decode())
 
 
-def check_password(stored, password):
-    """True when `password` matches a hash_password() record."""
-    if stored.get("scheme") != "pbkdf2-sha256":
+def check_password(password, stored):
+    """True when `password` matches a hash_password() string (constant-time compare)."""
+    try:
+        scheme, iterations, salt, digest = stored.split("$")
+        if scheme != "pbkdf2_sha256":
+            return False
+        got = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), base64.b64decode(salt),
+                                  int(iterations))
+        return hmac.compare_digest(got, base64.b64decode(digest))
+    except (ValueError, AttributeError, TypeError):
         return False
-    got = hash_password(password, bytes.fromhex(stored["salt"]), int(stored["iterations"]))
-    return hashlib.sha256(got["hash"].encode()).digest() == \
-        hashlib.sha256(stored["hash"].encode()).digest()
 
 
 def template_site(name):
@@ -156,7 +163,7 @@ def _new(args):
         "mqtt": {"brokers": list(args.broker), "site": args.site_id,
                  "username": args.intersection, "password": broker_password,
                  "client_id": "edge-agent-%s" % args.intersection},
-        "panel": {"password": hash_password(password)},
+        "panel": {"password_hash": hash_password(password)},
     }
     _write(os.path.join(out, "site.json"), site)
     _write(os.path.join(out, "provision.json"), provision, secret=True)
