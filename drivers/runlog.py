@@ -6,7 +6,8 @@
     log.limited("junk:heartbeat", "warning", "bad heartbeat", reason="malformed")
     log.close()
 
-Each record gets the time, level, message, the runtime context (step, mode,
+Each record gets the time (unix "ts" and the local date and time with its
+zone offset, "time"), level, message, the runtime context (step, mode,
 plan version) and its fields. JSON lines or plain `key=value` text. A full
 queue drops the record and counts it. `limited` lets the first few records
 of a key through every window and counts the rest, so a flood of junk is
@@ -91,9 +92,11 @@ class RunLog:
                 pass
 
     def _format(self, rec):
+        rec["time"] = local_time(rec["ts"])
         if self.json_lines:
             return json.dumps(rec, default=str, separators=(",", ":")) + "\n"
-        t = time.strftime("%H:%M:%S", time.localtime(rec.pop("ts")))
+        rec.pop("ts")
+        t = rec.pop("time")
         level, msg = rec.pop("level"), rec.pop("msg")
         rest = " ".join("%s=%s" % (k, _text(v)) for k, v in rec.items())
         return "%s %-7s %s%s\n" % (t, level, msg, "  " + rest if rest else "")
@@ -106,6 +109,14 @@ class RunLog:
         self.stopping = True
         self.wake.set()
         self.thread.join(5)
+
+
+def local_time(ts):
+    """ISO 8601 local date and time with its zone offset: 2026-11-26T10:15:27.123+01:00."""
+    lt = time.localtime(ts)
+    z = time.strftime("%z", lt)
+    return "%s.%03d%s:%s" % (time.strftime("%Y-%m-%dT%H:%M:%S", lt), int(ts * 1000) % 1000,
+                             z[:3], z[3:])
 
 
 def _text(v):

@@ -27,7 +27,7 @@ from drivers.intake import ACCEPTED, CURRENT, Intake, PlanResult, REJECTED
 from drivers.localtime import site_zone, utc_offset_ms
 from drivers.mqtt_link import CMD, HEARTBEAT, PLAN
 from drivers.outbox import EventOutbox
-from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, Store
+from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, MISSING, Store
 from drivers.telemetry import DetectorActivity, Lateness, phase_view
 from drivers.topics import dumps, parse_heartbeat
 from edge_agent import __version__
@@ -35,7 +35,7 @@ from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_RUN, MODE_STARTUP_
                               MODE_STARTUP_FLASH, RESET_LOCAL_COMMAND, RESET_PANEL,
                               RESET_SOURCES)
 from edge_agent.envelope import Verifier
-from edge_agent.events import (BOOT_PLAN, FLASH_RESET, FLASH_RESET_REFUSED, LOCAL_CONTROL_HELD,
+from edge_agent.events import (BOOT_PLAN, LINK_DOWN, LINK_UP, FLASH_RESET, FLASH_RESET_REFUSED, LOCAL_CONTROL_HELD,
                                MANUAL_PED_CALL, MANUAL_VEHICLE_CALL)
 from edge_agent.events import name as event_name
 from edge_agent.monitor import Fault, FAULT_NAMES
@@ -131,8 +131,9 @@ class Runtime:
         boot = self.store.load_plan(self.verifier, wall_clock())
         self.boot = boot
         for what, reason, message in boot.events:
-            self.log("warning" if what != "plan" else "info", "plan store at start-up",
-                     what=what, reason=reason, detail=message)
+            # A missing file is a first boot (normal); a damaged or refused one is not.
+            level = "info" if what == "plan" or reason == MISSING else "warning"
+            self.log(level, "plan store at start-up", what=what, reason=reason, detail=message)
         active_env = None
         if boot.accepted is not None:
             a = boot.accepted
@@ -309,6 +310,7 @@ class Runtime:
         # The latch is on disk before the flash reaches the load switches: a
         # power cut a moment later still boots into flash.
         self._guard("latch", self._persist_latch, out)
+        self._log_transitions(out)
         for o in self.outputs:
             self._guard("output", o.write, now, out)
         for r in requests:
@@ -331,8 +333,8 @@ class Runtime:
         if out.fault is not None and not self.latch_saved:
             self.store.save_latch(out.fault.to_dict())
             self.latch_saved = True
-            self.log("warning", "monitor fault: flash latched", rule=out.fault.rule,
-                     detail=out.fault.detail)
+            self.log("warning", "flash latched", code=out.fault.code, rule=out.fault.rule,
+                     reason=out.fault.detail)
         elif out.fault is None and self.latch_saved:
             self.store.clear_latch()
             self.latch_saved = False
@@ -411,6 +413,14 @@ class Runtime:
         when = _local_iso(wall_ms)
         named = [(when, ms, code, param, event_name(code)) for ms, code, param in out.events]
         self.panel.publish(self.agent.status(now), named)
+
+    def _log_transitions(self, out):
+        """The central link lost at warning, back at info (a latched flash: _persist_latch)."""
+        for _, code, _ in out.events:
+            if code == LINK_DOWN:
+                self.log("warning", "central link lost: local control")
+            elif code == LINK_UP:
+                self.log("info", "central link healthy")
 
     def _guard(self, what, fn, *args):
         try:

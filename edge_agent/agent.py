@@ -18,6 +18,7 @@ more than the outputs.
 from edge_agent import events as ev
 from edge_agent.controller import Controller
 from edge_agent.detectors import Detectors
+from edge_agent.fieldcheck import FieldCheck
 from edge_agent.indications import (MAX_PHASES, FLASH_RED, FLASH_YELLOW, RED,
                                     PED_DARK, DONT_WALK, VEHICLE_LETTERS, PED_LETTERS)
 from edge_agent.monitor import Monitor, FAULT_CONTROLLER, FAULT_EXTERNAL
@@ -57,15 +58,18 @@ class Inputs:
         cabinet answers with flash (the MMU's own fault, a rig's fault injector)
     local_until_ms: a technician on site holds the unit on its local plan
         until this monotonic ms (the front panel's "local control for ...")
+    cabinet: the cabinet's MMU reading (edge_agent.fieldcheck.CabinetReport) or None
     """
     __slots__ = ("detectors", "pulses", "peds", "reports", "force_off", "hold",
                  "omit", "flash_reset", "external_fault", "local_until_ms", "wall_ms",
-                 "link_up", "heartbeat", "central_plan", "hold_central_ms", "utc_offset_ms")
+                 "link_up", "heartbeat", "central_plan", "hold_central_ms", "utc_offset_ms",
+                 "cabinet")
 
     def __init__(self, detectors=None, pulses=None, peds=None, reports=None,
                  force_off=0, hold=0, omit=0, flash_reset=RESET_NONE,
                  external_fault=None, local_until_ms=None, wall_ms=None, link_up=None,
-                 heartbeat=False, central_plan=None, hold_central_ms=None, utc_offset_ms=None):
+                 heartbeat=False, central_plan=None, hold_central_ms=None, utc_offset_ms=None,
+                 cabinet=None):
         self.detectors = detectors
         self.pulses = pulses
         self.peds = peds
@@ -82,6 +86,7 @@ class Inputs:
         self.flash_reset = flash_reset
         self.external_fault = external_fault
         self.local_until_ms = local_until_ms
+        self.cabinet = cabinet        # fieldcheck.CabinetReport from the cabinet driver, or None
 
 
 NO_INPUTS = Inputs()
@@ -119,6 +124,7 @@ class Agent:
             self.monitor.restore(latched)
             self.controller = Controller(site, self.plan)
             self.detectors = Detectors(site)
+            self.fieldcheck = FieldCheck(site)
             self.mode = MODE_FLASH
             self.mode_since = now
             self._pending.append((now, ev.MONITOR_FAULT, latched.code))
@@ -132,6 +138,7 @@ class Agent:
             self.plan = self.supervisor.wanted
         self.controller = Controller(site, self.plan)
         self.detectors = Detectors(site)
+        self.fieldcheck = FieldCheck(site)
         self.mode_since = now
         if site.startup_flash > 0:
             self.mode = MODE_STARTUP_FLASH
@@ -191,6 +198,11 @@ class Agent:
             fault = self.monitor.check(now, vehicle, ped)
             if fault is not None:
                 self._fail(now, fault.code, fault.detail, log)
+                vehicle, ped = self._flash()
+        if inputs.cabinet is not None and self.mode != MODE_FLASH:
+            fault = self.fieldcheck.check(now, vehicle, ped, inputs.cabinet)
+            if fault is not None:
+                self._fail(now, fault[0], fault[1], log)
                 vehicle, ped = self._flash()
         sup = self.supervisor
         return Outputs(now, vehicle, ped, log, self.mode, self.controller.plan.id,

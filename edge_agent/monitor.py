@@ -65,6 +65,11 @@ FAULT_NAMES = {
     11: "red revert",
     12: "flash mixed with green or yellow",
     13: "external fault",
+    # the cabinet's field check (edge_agent/fieldcheck.py) latches through the same path
+    20: "field check",
+    21: "MMU fault",
+    22: "cabinet link lost",
+    23: "MMU programming",
 }
 
 # The vehicle changes a channel may make. Green is left only for yellow and

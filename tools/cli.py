@@ -21,6 +21,8 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="edge-agent",
         description="Roadside traffic-signal controller agent: run, demo, check, sign, bench.")
+    from edge_agent import __version__
+    parser.add_argument("--version", action="version", version="edge-agent " + __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for mod in command_modules():

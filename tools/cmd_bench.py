@@ -13,12 +13,26 @@ def _benches():
     return sorted(f[6:-3] for f in os.listdir(here) if f.startswith("bench_") and f.endswith(".py"))
 
 
+def _missing(name, err):
+    def run(args):
+        print("edge-agent bench %s: %s; install the extras: pip install 'edge-agent[drivers,rig]'"
+              % (name, err))
+        return 2
+    return run
+
+
 def register(sub):
     p = sub.add_parser("bench", help="run a benchmark and print its figures")
     bsub = p.add_subparsers(dest="bench", metavar="WHAT")
     bsub.required = True
     for name in _benches():
-        mod = importlib.import_module("tools.bench_" + name)
+        try:
+            mod = importlib.import_module("tools.bench_" + name)
+        except ImportError as e:
+            # An optional extra is missing: every other command must still work.
+            bp = bsub.add_parser(name, help="(needs an extra: %s)" % e)
+            bp.set_defaults(func=_missing(name, e))
+            continue
         bp = bsub.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0])
         if hasattr(mod, "add_arguments"):
             mod.add_arguments(bp)

@@ -4,8 +4,9 @@
         --detectors sim:suburban --console --log-json
 
 `--config` is a site file (edge_agent.intersection), or an object
-{"site": {...}, "link": {...}, "runtime": {...}, "detectors": [...]} that adds
-link supervision times, loop settings and detector drivers. The provisioning
+{"site": {...}, "link": {...}, "runtime": {...}, "detectors": [...], "cabinet": {...}}
+that adds link supervision times, loop settings, detector drivers and the TS2
+cabinet's wiring (drivers/cabinet.py, docs/cabinet.md). The provisioning
 file gives the keys, the store directory, and the "mqtt" section (brokers,
 site, credentials, TLS); see docs/protocols/mqtt.md. SIGTERM or SIGINT ends
 the run cleanly: the step finishes, state goes offline, events are flushed.
@@ -35,9 +36,15 @@ def register(sub):
     p.add_argument("--provision", required=True, help="provisioning file (keys, store_dir, mqtt)")
     p.add_argument("--detectors", action="append", default=[], metavar="SPEC",
                    help="detector source: sim:<scenario>[:seed]; repeatable; adds to the config's")
+    p.add_argument("--cabinet", metavar="PORT",
+                   help="drive a TS2 Type 1 cabinet on this serial port (docs/cabinet.md); "
+                        "the config's \"cabinet\" object gives its wiring")
     p.add_argument("--no-mqtt", action="store_true", help="run without the central link (local only)")
     p.add_argument("--console", action="store_true", help="show the signal heads on the terminal")
     p.add_argument("--log-json", action="store_true", help="structured logs as JSON lines")
+    p.add_argument("--log-file", metavar="PATH",
+                   help="write logs to this file, rotated at 5 MB, 5 kept (default: stderr, "
+                        "which systemd sends to the journal)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--seconds", type=float, help="stop after this many seconds")
     p.add_argument("--control-socket", metavar="PATH",
@@ -62,7 +69,7 @@ def load_config(path):
     except ValueError as e:
         raise SetupError("config %s: not valid JSON (%s)" % (path, e))
     if isinstance(doc, dict) and "site" in doc:
-        unknown = sorted(set(doc) - {"site", "link", "runtime", "detectors"})
+        unknown = sorted(set(doc) - {"site", "link", "runtime", "detectors", "cabinet"})
         if unknown:
             raise SetupError("config %s: unknown key %r" % (path, unknown[0]))
         return doc["site"], doc
@@ -115,6 +122,23 @@ def make_sources(specs, site_dict, log=None):
     return sources
 
 
+def make_cabinet(spec, port, log, site=None):
+    """The cabinet driver from the config's "cabinet" object and/or --cabinet PORT, or None."""
+    if spec is None and port is None:
+        return None
+    if spec is not None and not isinstance(spec, dict):
+        raise SetupError("config: \"cabinet\" must be an object (docs/cabinet.md)")
+    spec = dict(spec or {})
+    if port is not None:
+        spec["port"] = port
+    from drivers.cabinet import CabinetDriver
+    try:
+        return CabinetDriver(spec, site, log=log)
+    except ValueError as e:
+        raise SetupError("config %s:\n  %s" % ("cabinet", e))
+
+
+
 def parse_panel(spec):
     """(host, port) from "ADDR:PORT" (port 0: a free one), or None."""
     if not spec:
@@ -131,7 +155,7 @@ def parse_panel(spec):
 
 def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log=None,
                   config_overrides=None, control_socket=None, reset_input=None,
-                  allow_trip=False, panel=None):
+                  allow_trip=False, panel=None, cabinet=None):
     """The Runtime for a config file and a provisioning file (also used by tests and benches)."""
     site_dict, opts = load_config(config)
     if config_overrides:
@@ -176,7 +200,14 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
     if reset_input:
         from drivers.reset_input import ResetInput
         sources.append(ResetInput(reset_input))
+    cab = make_cabinet(opts.get("cabinet"), cabinet, log, site)
+    if cab is not None:
+        sources.append(cab)
     outputs = [s for s in sources if hasattr(s, "write")]
+    from drivers.watchdog import Watchdog
+    watchdog = Watchdog.from_env()          # under systemd (Type=notify, WatchdogSec=)
+    if watchdog is not None:
+        outputs.append(watchdog)
     if console:
         from tools.console_view import ConsoleView
         outputs.append(ConsoleView(site))
@@ -185,12 +216,21 @@ def build_runtime(config, provision, detectors=(), mqtt=True, console=False, log
 
 
 def cmd_run(args):
-    log = RunLog(sys.stderr, json_lines=args.log_json, level=args.log_level)
+    stream = sys.stderr
+    if args.log_file:
+        from drivers.logfile import RotatingFile
+        try:
+            stream = RotatingFile(args.log_file)
+        except OSError as e:
+            print("edge-agent run: log file %s: %s" % (args.log_file, e.strerror or e),
+                  file=sys.stderr)
+            return 2
+    log = RunLog(stream, json_lines=args.log_json, level=args.log_level)
     try:
         rt = build_runtime(args.config, args.provision, args.detectors, not args.no_mqtt,
                            args.console, log, control_socket=args.control_socket,
                            reset_input=args.reset_input, allow_trip=args.allow_fault_injection,
-                           panel=args.panel)
+                           panel=args.panel, cabinet=args.cabinet)
     except SetupError as e:
         log.close()
         print("edge-agent run: %s" % e, file=sys.stderr)

@@ -136,3 +136,12 @@ def test_wrong_types_are_named():
     assert "floors.min_green: must be a number of seconds, got a string" in errs
     assert "detectors[2].locking: must be true or false, got a number" in errs
     assert "phases[0]: must be an object, got a number" in errs
+
+
+def test_two_detectors_without_a_channel_are_named_not_a_crash():
+    d = standard_site()
+    d["detectors"] = [{}, {}]
+    d["ped_detectors"] = [{}, {}]
+    errs = errors_of(parse_site, d)
+    assert "detectors[1].channel: must be an integer, got null" in errs
+    assert "ped_detectors[1].channel: must be an integer, got null" in errs
