@@ -8,10 +8,8 @@
     act.take(step_ms)            # counts and occupancy over the interval, then reset
 """
 
-from edge_agent.controller import I_GREEN, I_RED, I_RED_CLEAR, I_YELLOW
+from edge_agent.controller import INTERVAL_NAMES, RED_REST, GREENS
 from edge_agent.indications import PED_LETTERS, VEHICLE_LETTERS
-
-INTERVAL_NAMES = {I_RED: "red", I_GREEN: "green", I_YELLOW: "yellow", I_RED_CLEAR: "red_clear"}
 
 
 def percentile(sorted_values, q):
@@ -104,10 +102,10 @@ def phase_view(site, out, controller, now):
             w = out.ped[p]
             entry["ped"] = PED_LETTERS[w] if 0 <= w < len(PED_LETTERS) else "?"
         iv = controller.interval[p]
-        if iv != I_RED:
-            entry["interval"] = INTERVAL_NAMES.get(iv, str(iv))
+        if iv != RED_REST:
+            entry["interval"] = INTERVAL_NAMES[iv]
             entry["elapsed_ms"] = now - controller.since[p]
-            if iv == I_GREEN:
+            if iv in GREENS:
                 entry["min_left_ms"] = max(0, controller.min_end[p] - now)
                 entry["gap_left_ms"] = max(0, controller.gap_end[p] - now)
                 if controller.max_end[p] >= 0:

@@ -13,6 +13,8 @@ from edge_agent.detectors import Detectors
 from edge_agent.indications import (MAX_PHASES, FLASH_RED, FLASH_YELLOW, RED,
                                     PED_DARK, DONT_WALK)
 from edge_agent.monitor import Monitor, FAULT_CONTROLLER
+from edge_agent.preempt import Preemption
+from edge_agent.requests import Requests
 from edge_agent.supervisor import Supervisor
 
 try:
@@ -25,7 +27,8 @@ MODE_STARTUP_FLASH = const(0)
 MODE_STARTUP_ALL_RED = const(1)
 MODE_RUN = const(2)
 MODE_FLASH = const(3)
-MODE_NAMES = ("startup-flash", "startup-all-red", "run", "flash")
+MODE_PREEMPT = const(4)     # in Outputs.mode only: running a preempt sequence
+MODE_NAMES = ("startup-flash", "startup-all-red", "run", "flash", "preempt")
 
 
 class Inputs:
@@ -37,17 +40,19 @@ class Inputs:
     force_off, hold, omit: phase bitmasks requested by coordination or preemption
     reports: detector reports from drivers (see edge_agent.detectors), each
         stamped on arrival; they carry source timestamps, counts and faults
+    preempts: {preempt number: bool} preempt inputs (a number left out keeps its last value)
+    priority: [PriorityRequest] signed priority requests that passed their checks
     plan: a validated Plan to take effect at the next safe point
     technician_reset: clear a latched flash (a local action only)
     """
     __slots__ = ("detectors", "pulses", "peds", "reports", "force_off", "hold",
                  "omit", "plan", "technician_reset", "wall_ms", "link_up",
-                 "heartbeat", "central_plan", "hold_central_ms")
+                 "heartbeat", "central_plan", "hold_central_ms", "preempts", "priority")
 
     def __init__(self, detectors=None, pulses=None, peds=None, reports=None,
                  force_off=0, hold=0, omit=0, plan=None, technician_reset=False,
                  wall_ms=None, link_up=None, heartbeat=False, central_plan=None,
-                 hold_central_ms=None):
+                 hold_central_ms=None, preempts=None, priority=None):
         self.detectors = detectors
         self.pulses = pulses
         self.peds = peds
@@ -62,6 +67,8 @@ class Inputs:
         self.omit = omit
         self.plan = plan
         self.technician_reset = technician_reset
+        self.preempts = preempts
+        self.priority = priority
 
 
 NO_INPUTS = Inputs()
@@ -70,12 +77,14 @@ NO_INPUTS = Inputs()
 class Outputs:
     """One step's outputs: indications by phase (index 0 unused), events, mode."""
     __slots__ = ("ms", "vehicle", "ped", "events", "mode", "plan_id", "fault",
-                 "source", "link_up")
+                 "source", "link_up", "preempt")
 
-    def __init__(self, ms, vehicle, ped, events, mode, plan_id, fault, source, link_up):
+    def __init__(self, ms, vehicle, ped, events, mode, plan_id, fault, source, link_up,
+                 preempt=None):
         self.ms, self.vehicle, self.ped, self.events = ms, vehicle, ped, events
         self.mode, self.plan_id, self.fault = mode, plan_id, fault
         self.source, self.link_up = source, link_up   # plan source wanted; central link health
+        self.preempt = preempt        # (preempt number, stage name) while preempting, else None
 
 
 class Agent:
@@ -87,6 +96,7 @@ class Agent:
         self.monitor = Monitor(site)
         self.supervisor = Supervisor(site, link_policy)
         self.last_ms = None
+        self.requests = Requests()
         self._boot(now, [])
 
     def _boot(self, now, log):
@@ -95,6 +105,7 @@ class Agent:
             self.plan = self.supervisor.wanted
         self.controller = Controller(site, self.plan)
         self.detectors = Detectors(site)
+        self.preemption = Preemption(site)
         self.mode_since = now
         if site.startup_flash > 0:
             self.mode = MODE_STARTUP_FLASH
@@ -152,15 +163,27 @@ class Agent:
                 self._fail(now, fault.code, fault.detail, log)
                 vehicle, ped = self._flash()
         sup = self.supervisor
-        return Outputs(now, vehicle, ped, log, self.mode, self.controller.plan.id,
-                       self.monitor.fault, sup.source, sup.link_up)
+        mode = self.mode
+        preempt = self.preemption.status() if mode == MODE_RUN else None
+        if preempt is not None:
+            mode = MODE_PREEMPT
+        return Outputs(now, vehicle, ped, log, mode, self.controller.plan.id,
+                       self.monitor.fault, sup.source, sup.link_up, preempt)
 
     def _run(self, now, inputs, log):
         c = self.controller
         try:
             self.detectors.update(now, inputs, c.green, c.yellow, log)
-            c.step(now, self.detectors, inputs.force_off, inputs.hold, inputs.omit, log,
-                   inputs.wall_ms)
+            req = self.requests
+            req.clear(inputs.force_off, inputs.hold, inputs.omit)
+            pre = self.preemption
+            if pre.table:
+                if inputs.priority:
+                    pre.take(now, inputs.priority, log)
+                pre.request(now, inputs.preempts, c.green, req, log)
+            c.step(now, self.detectors, req, log, inputs.wall_ms)
+            if pre.table:
+                pre.observe(now, c.green, log)
             return c.vehicle_indications(), c.ped_indications()
         except Exception as e:      # rule 7: what the core cannot reason about ends in flash
             self._fail(now, FAULT_CONTROLLER, "controller error: %r" % (e,), log)

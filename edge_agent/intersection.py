@@ -16,9 +16,9 @@ MAX_DETECTORS = 64
 
 SITE_KEYS = ("intersection", "name", "rings", "barriers", "phases", "conflicts",
              "detectors", "ped_detectors", "floors", "startup", "fail_flash",
-             "rest", "fallback_plan")
+             "rest", "fallback_plan", "preempts")
 FLOOR_KEYS = ("min_yellow", "min_red_clear", "min_green", "min_walk",
-              "min_ped_clear", "max_cycle")
+              "min_ped_clear", "max_cycle", "min_red_revert")
 DETECTOR_KEYS = ("channel", "phase", "name", "delay", "extend", "locking",
                  "call_at_red_only", "extends_green", "no_activity", "max_presence",
                  "erratic", "watchdog", "restore", "fail_recall", "lanes", "max_flow")
@@ -31,7 +31,7 @@ PED_FAIL_RECALLS = ("none", "ped")
 class Floors:
     """Site safety floors (ms); no plan may time below them."""
     __slots__ = ("min_yellow", "min_red_clear", "min_green", "min_walk",
-                 "min_ped_clear", "max_cycle")
+                 "min_ped_clear", "max_cycle", "min_red_revert")
 
 
 class Detector:
@@ -52,7 +52,7 @@ class Site:
                  "groups", "ring_of", "group_of", "has_ped", "conflicts",
                  "detectors", "ped_detectors", "floors", "startup_flash",
                  "startup_all_red", "startup_phases", "flash_yellow",
-                 "rest_in_red", "fallback_plan")
+                 "rest_in_red", "fallback_plan", "preempts")
 
     def conflict(self, p, q):
         """True when phases p and q may never show green or yellow together."""
@@ -90,6 +90,8 @@ def parse_site(obj):
     _fail_flash(c, d, s, known)
     s.rest_in_red = c.text(d, "rest", "site", default="green",
                            choices=("green", "red")) == "red"
+    from edge_agent.preempt import parse_preempts
+    s.preempts = parse_preempts(c, d.get("preempts", []), s, known)
     # The fallback plan is checked against the site only once the site itself
     # is sound: otherwise its messages would repeat the site's own problems.
     if "fallback_plan" not in d:
@@ -337,6 +339,9 @@ def _floors(c, d):
     f.min_walk = c.seconds(e, "min_walk", "floors", 1.0, 60.0, default=4000)
     f.min_ped_clear = c.seconds(e, "min_ped_clear", "floors", 1.0, 120.0, default=7000)
     f.max_cycle = c.seconds(e, "max_cycle", "floors", 30.0, 999.0, default=240000)
+    # NTCIP 1202 red revert: a phase shows red at least this long after its
+    # yellow before it may show green again.
+    f.min_red_revert = c.seconds(e, "min_red_revert", "floors", 0.0, 25.5, default=2000)
     return f
 
 

@@ -302,8 +302,10 @@ def test_actuated_agent_on_suburban_for_15_minutes():
     assert m.cycle_lengths_s == [38.3, 79.0, 128.2, 114.7, 123.9, 130.7, 129.0, 109.7]
     assert {p: ph.greens for p, ph in m.phases.items()} == {1: 7, 2: 9, 3: 6, 4: 8, 5: 7, 6: 9, 7: 6, 8: 8}
     # 2,031 before non-locking calls were logged too: 72 calls registered (43)
-    # instead of 33, and 10 dropped (44); every other event is unchanged.
-    assert len(r.events) == 2080
+    # instead of 33, and 10 dropped (44); 2,080 before the phase check (2) was
+    # logged: 60 of them; every other event is unchanged.
+    assert len(r.events) == 2140
+    assert sum(1 for e in r.events if e[1] == 2) == 60
     assert sum(1 for e in r.events if e[1] == 43) == 72
     assert sum(1 for e in r.events if e[1] == 44) == 10
 
