@@ -196,14 +196,6 @@ class Preemption:
                 self.priority(r.number, r.start_ms, r.expires_ms)
 
 
-class PriorityRequest:
-    """A priority request that passed its envelope checks, in mono ms: call
-    preempt `number` from `start_ms` until `expires_ms`, or clear it."""
-    __slots__ = ("number", "start_ms", "expires_ms", "clear")
-
-    def __init__(self, number, start_ms=0, expires_ms=0, clear=False):
-        self.number, self.start_ms, self.expires_ms, self.clear = number, start_ms, expires_ms, clear
-
     # -- each step -----------------------------------------------------------
 
     def request(self, now, levels, green, req, log):
@@ -295,6 +287,7 @@ class PriorityRequest:
 
     def _exit_requests(self, pr, req):
         req.force_code = 0
+        req.ped_omit = 0
         req.target = pr.exit
         req.min_green = req.walk = req.ped_clear = -1
         req.yellow = req.red_clear = -1
@@ -339,3 +332,12 @@ class PriorityRequest:
             self.stage = IDLE
             if self.pending[pr.number] and not self.called(pr.number):
                 self.pending[pr.number] = False
+
+
+class PriorityRequest:
+    """A priority request that passed its envelope checks, in mono ms: call
+    preempt `number` from `start_ms` until `expires_ms`, or clear it."""
+    __slots__ = ("number", "start_ms", "expires_ms", "clear")
+
+    def __init__(self, number, start_ms=0, expires_ms=0, clear=False):
+        self.number, self.start_ms, self.expires_ms, self.clear = number, start_ms, expires_ms, clear
