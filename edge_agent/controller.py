@@ -176,10 +176,12 @@ class Controller:
         force_off = req.force_off
         hold = req.hold
         target = req.target
+        self.seq.target = target
         if target:
             # Serve the target phases now and hold them: every other phase is
-            # omitted and every other green forced off.
-            omit |= self.all_mask & ~target
+            # omitted and every other green forced off (a target phase is
+            # served even when the plan omits it).
+            omit = self.all_mask & ~target
             force_off |= self.green & ~target
             hold |= target
         if omit != self.omit_shown or req.ped_omit != self.ped_omit_shown:

@@ -24,6 +24,7 @@ class Sequencer:
         self.group = 0
         self.crossing = False         # barrier termination committed
         self.ready_latch = 0          # barrier-bound greens remembered ready
+        self.target = 0               # preempt target phases (requests.Requests.target)
         self.after = []
 
     def use(self, plan):
@@ -45,9 +46,13 @@ class Sequencer:
     # -- choosing phases -------------------------------------------------------
 
     def next_in_group(self, r, calls):
-        """The next called phase of ring r after its position in this group, or 0."""
+        """The next called phase of ring r after its position in this group, or 0.
+
+        A preempt's target phase is served wherever the ring stands in the
+        group: its call is the only one left (every other phase is omitted).
+        """
         seq = self.plan.ring_groups[r][self.group]
-        for i in range(self.ring_pos[r] + 1, len(seq)):
+        for i in range(0 if self.target else self.ring_pos[r] + 1, len(seq)):
             p = seq[i]
             if calls & (1 << p):
                 return p
@@ -156,7 +161,7 @@ class Sequencer:
         i = seq.index(p)
         # A phase passed over with a call waiting (omitted now) is skipped (14).
         skipped = ctl.raw_calls & ~ctl.calls
-        if skipped:
+        if skipped and not self.target:
             for j in range(self.ring_pos[r] + 1, i):
                 if skipped & (1 << seq[j]):
                     log.append((now, ev.PHASE_SKIPPED, seq[j]))
