@@ -147,7 +147,8 @@ class Preemption:
         self.site = site
         self.table = site.preempts
         n = MAX_PREEMPTS + 1
-        self.level = [False] * n       # the input as last seen
+        self.wired = [False] * n       # the preempt input as last given (Inputs.preempts)
+        self.level = [False] * n       # the call: the input or a live priority request
         self.call_since = [0] * n
         self.valid = [True] * n        # False once max presence is exceeded
         self.pending = [False] * n     # called (memory), timing its delay
@@ -203,9 +204,9 @@ class Preemption:
         table = self.table
         for n in table:
             pr = table[n]
-            lv = self.level[n]
             if levels is not None and n in levels:
-                lv = bool(levels[n])
+                self.wired[n] = bool(levels[n])
+            lv = self.wired[n]
             if self.requests:
                 r = self.requests.get(n)
                 if r is not None:
@@ -337,7 +338,8 @@ class Preemption:
 class PriorityRequest:
     """A priority request that passed its envelope checks, in mono ms: call
     preempt `number` from `start_ms` until `expires_ms`, or clear it."""
-    __slots__ = ("number", "start_ms", "expires_ms", "clear")
+    __slots__ = ("number", "start_ms", "expires_ms", "clear", "version")
 
-    def __init__(self, number, start_ms=0, expires_ms=0, clear=False):
+    def __init__(self, number, start_ms=0, expires_ms=0, clear=False, version=None):
         self.number, self.start_ms, self.expires_ms, self.clear = number, start_ms, expires_ms, clear
+        self.version = version        # the sender's counter, for the caller's replay mark
