@@ -30,6 +30,8 @@ MODE_FLASH = const(3)
 MODE_PREEMPT = const(4)     # in Outputs.mode only: running a preempt sequence
 MODE_NAMES = ("startup-flash", "startup-all-red", "run", "flash", "preempt")
 
+NO_REQUESTS = Requests()    # shared and never written: a step without any request
+
 
 class Inputs:
     """One step's inputs: detector levels and pulses by channel, ped buttons, requests.
@@ -164,7 +166,7 @@ class Agent:
                 vehicle, ped = self._flash()
         sup = self.supervisor
         mode = self.mode
-        preempt = self.preemption.status() if mode == MODE_RUN else None
+        preempt = self.preemption.status() if mode == MODE_RUN and self.preemption.active else None
         if preempt is not None:
             mode = MODE_PREEMPT
         return Outputs(now, vehicle, ped, log, mode, self.controller.plan.id,
@@ -174,9 +176,11 @@ class Agent:
         c = self.controller
         try:
             self.detectors.update(now, inputs, c.green, c.yellow, log)
-            req = self.requests
-            req.clear(inputs.force_off, inputs.hold, inputs.omit)
             pre = self.preemption
+            req = NO_REQUESTS
+            if inputs.force_off or inputs.hold or inputs.omit or pre.table:
+                req = self.requests
+                req.clear(inputs.force_off, inputs.hold, inputs.omit)
             if pre.table:
                 if inputs.priority:
                     pre.take(now, inputs.priority, log)

@@ -324,6 +324,7 @@ class Controller:
         trunc = self.all_mask & ~req.target if req.preempting else 0
         floors = site.floors
         cands = []
+        any_ready = False
         for r in range(len(site.rings)):
             p = seq.ring_phase[r]
             if not p:
@@ -370,10 +371,13 @@ class Controller:
             elif omit & b:
                 reason = ev.PHASE_FORCE_OFF
             free = bool(self.min_done & b and self.ped[p] == DONT_WALK and not hold & b)
-            ready = free and reason and (demand or site.rest_in_red)
-            cands.append((r, p, bool(ready), reason, free))
-        for p, reason, nxt in seq.choose_ends(self, cands, calls, force_off):
-            self._end_green(p, reason, nxt, now, req, log)
+            ready = bool(free and reason and (demand or site.rest_in_red))
+            any_ready |= ready
+            cands.append((r, p, ready, reason, free))
+        # Most steps nothing can end: skip the sequencer's barrier bookkeeping.
+        if any_ready or seq.ready_latch & green:
+            for p, reason, nxt in seq.choose_ends(self, cands, calls, force_off):
+                self._end_green(p, reason, nxt, now, req, log)
 
     def _reduced_gap(self, p, now):
         """Gap reduction: after the time before reduction (counted from the
