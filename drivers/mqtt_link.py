@@ -38,6 +38,7 @@ except ImportError:          # the drivers extra is not installed: only tests ma
 PLAN = "plan"
 CMD = "cmd"
 HEARTBEAT = "heartbeat"
+PRIORITY = "priority"
 OTHER = "other"
 
 SESSION = "session.json"
@@ -210,7 +211,7 @@ class MqttLink:
         t = msg.topic
         tp = self.topics
         kind = (PLAN if t == tp.plan_desired else CMD if t == tp.cmd
-                else HEARTBEAT if t == tp.heartbeat else OTHER)
+                else HEARTBEAT if t == tp.heartbeat else PRIORITY if t == tp.priority else OTHER)
         if len(self.inbound) >= self.cfg.inbound_max:
             self.counters["inbound_dropped"] += 1
             return

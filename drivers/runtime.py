@@ -23,14 +23,15 @@ import sys
 import time
 
 from drivers.intake import ACCEPTED, CURRENT, Intake, PlanResult, REJECTED
-from drivers.mqtt_link import CMD, HEARTBEAT, PLAN
+from drivers.mqtt_link import CMD, HEARTBEAT, PLAN, PRIORITY
+from drivers.priority_intake import PriorityIntake
 from drivers.outbox import EventOutbox
 from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, Store
 from drivers.telemetry import DetectorActivity, Lateness, phase_view
 from drivers.topics import dumps, parse_heartbeat
 from edge_agent import __version__
-from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_RUN, MODE_STARTUP_ALL_RED,
-                              MODE_STARTUP_FLASH)
+from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_PREEMPT, MODE_RUN,
+                              MODE_STARTUP_ALL_RED, MODE_STARTUP_FLASH)
 from edge_agent.envelope import Verifier
 from edge_agent.events import BOOT_PLAN
 from edge_agent.supervisor import SOURCE_CENTRAL, CentralPlan, LinkPolicy
@@ -70,6 +71,8 @@ def mode_name(agent_mode, source):
         return "startup"
     if agent_mode == MODE_FLASH:
         return "flash"
+    if agent_mode == MODE_PREEMPT:
+        return "preempt"
     return source
 
 
@@ -131,6 +134,8 @@ class Runtime:
                                    max_future_s=prov.policy.max_future_s or 300)
         self.intake = Intake(self.verifier, self.store, commands, wall_clock,
                              active_envelope=active_env, log=self.log)
+        self.priority = PriorityIntake(site, prov.keys, prov.policy, self.store, ed25519_verify,
+                                       log=self.log)
         self.link = None
         self.topics = None
         if link_cfg is not None:
@@ -237,6 +242,7 @@ class Runtime:
         if self.hold_until is not None and now >= self.hold_until:
             self.hold_until = None
         inputs.hold_central_ms = self.hold_until
+        inputs.priority = self.priority.take(now, wall_ms / 1000, self.agent.controller.plan)
         out = self.agent.step(now, inputs)
         for o in self.outputs:
             self._guard("output", o.write, now, out)
@@ -296,6 +302,8 @@ class Runtime:
             elif kind == CMD:
                 c["cmd_messages"] += 1
                 self.intake.submit(CMD, payload)
+            elif kind == PRIORITY:
+                self.priority.submit(payload)
             else:
                 c["other_messages"] += 1
                 self._junk("other", "unexpected_topic", payload)
@@ -447,6 +455,10 @@ class Runtime:
                          "link": self.link.stats() if self.link else None,
                          "intake": dict(self.intake.counters), "outbox": self.outbox.stats()},
             "command": self.last_command,
+            "preempt": ({"number": out.preempt[0], "stage": out.preempt[1]}
+                        if out.preempt is not None else None),
+            "priority": {"counters": dict(self.priority.counters),
+                         "rejected": dict(self.priority.rejected), "last": self.priority.last},
             "loop": self.late.take(),
         }
 

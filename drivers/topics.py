@@ -38,7 +38,7 @@ class Topics:
     """Every topic one intersection's agent reads or writes."""
 
     __slots__ = ("site", "intersection", "base", "state", "plan_desired", "plan_reported",
-                 "telemetry", "events", "cmd", "heartbeat")
+                 "telemetry", "events", "cmd", "heartbeat", "priority")
 
     def __init__(self, site, intersection):
         self.site = check_level(site, "site")
@@ -50,11 +50,12 @@ class Topics:
         self.telemetry = self.base + "telemetry"
         self.events = self.base + "events"
         self.cmd = self.base + "cmd"
+        self.priority = self.base + "priority"      # signed priority requests (preemption)
         self.heartbeat = "%s/%s/%s/heartbeat" % (PREFIX, site, CENTRAL)
 
     def subscriptions(self):
         """(topic, QoS) the agent subscribes to on every connection."""
-        return [(self.plan_desired, 1), (self.cmd, 1), (self.heartbeat, 0)]
+        return [(self.plan_desired, 1), (self.cmd, 1), (self.heartbeat, 0), (self.priority, 1)]
 
 
 def dumps(obj):
