@@ -225,11 +225,17 @@ class Preemption:
                 self.valid[n] = False             # a stuck input stops being served
                 log.append((now, ev.PREEMPT_MAX_PRESENCE, n))
             called = self.called(n)
-            if called and not self.pending[n] and n != self.active:
+            # A preempt that handed over to its link is served by it.
+            if called and not self.pending[n] and n != self.active and n != self.link_from:
                 self.pending[n] = True
                 self.pending_since[n] = now
             elif self.pending[n] and not called and pr.non_locking:
                 self.pending[n] = False           # dropped before its delay ended
+        if self.link_from and not (self.level[self.link_from] and self.valid[self.link_from]):
+            ln = self.table[self.link_from].link
+            self.linked[ln] = False
+            self.link_from = 0
+            log.append((now, ev.PREEMPT_LINK_OFF, ln))
         self._select(now, green, log)
         if self.active:
             self._fill(now, req, log)
@@ -312,11 +318,6 @@ class Preemption:
 
     def observe(self, now, green, log):
         """After the controller's step: stages that begin when their phases show green."""
-        if self.link_from and not (self.level[self.link_from] and self.valid[self.link_from]):
-            ln = self.table[self.link_from].link
-            self.linked[ln] = False
-            self.link_from = 0
-            log.append((now, ev.PREEMPT_LINK_OFF, ln))
         if not self.active:
             return
         pr = self.table[self.active]

@@ -204,3 +204,22 @@ def test_preempt_table_errors_name_path_and_reason():
         assert "preempt 1 links to preempt 3, which is not defined" in msgs
     else:
         raise AssertionError("bad preempt accepted")
+
+
+def test_link_calls_the_linked_preempt_at_the_end_of_dwell_while_the_call_lasts():
+    first = dict(EMERGENCY, link=3, exit_phases=[])
+    linked = {"number": 3, "dwell_phases": [4, 8], "min_dwell": 5.0}
+    _, log, f = drive(site(first, linked), 60_000, preempt={1: [(12_300, 50_000)]},
+                      peds={2: [4_000]})
+    assert at(log, ev.PREEMPT_DWELL, 1) == [26_300]
+    # Min dwell over at 36.3 s with the call still on: preempt 3 is called.
+    assert at(log, ev.PREEMPT_LINK_ON, 3) == [36_300]
+    assert at(log, ev.PREEMPT_ENTRY, 3) == [36_400]
+    # 2+6 (min green 10 s from 26.3 s, done) end, yellow 4.0 s, red 1.5 s.
+    assert at(log, ev.PREEMPT_DWELL, 3) == [41_900]
+    assert f[41_900].preempt == (3, "dwell")
+    # The linking call ends at 50.0 s: the link goes off and 3 exits.
+    assert at(log, ev.PREEMPT_LINK_OFF, 3) == [50_000]
+    assert at(log, ev.PREEMPT_EXIT, 3) == [50_000]
+    assert at(log, ev.PREEMPT_EXIT, 1) == []
+    assert f[50_000].preempt is None
