@@ -9,6 +9,7 @@ flash, then all-red, before the first green.
 
 from edge_agent import events as ev
 from edge_agent.controller import Controller
+from edge_agent.coordination import Coordinator
 from edge_agent.detectors import Detectors
 from edge_agent.indications import (MAX_PHASES, FLASH_RED, FLASH_YELLOW, RED,
                                     PED_DARK, DONT_WALK)
@@ -108,6 +109,8 @@ class Agent:
         self.controller = Controller(site, self.plan)
         self.detectors = Detectors(site)
         self.preemption = Preemption(site)
+        self.coordinator = None       # the cycle timer of the running plan's pattern
+        self.coord_plan = None        # the plan it belongs to
         self.mode_since = now
         if site.startup_flash > 0:
             self.mode = MODE_STARTUP_FLASH
@@ -149,6 +152,7 @@ class Agent:
             mode = self.mode = MODE_RUN
             self.mode_since = now
             self.controller.start(now, log, inputs.wall_ms)
+            self._enter_coordination(now, inputs.wall_ms, False, log)
         if mode == MODE_RUN:
             vehicle, ped = self._run(now, inputs, log)
         else:
@@ -177,21 +181,47 @@ class Agent:
         try:
             self.detectors.update(now, inputs, c.green, c.yellow, log)
             pre = self.preemption
+            k = self.coordinator
             req = NO_REQUESTS
-            if inputs.force_off or inputs.hold or inputs.omit or pre.table:
+            if inputs.force_off or inputs.hold or inputs.omit or pre.table or k is not None:
                 req = self.requests
                 req.clear(inputs.force_off, inputs.hold, inputs.omit)
             if pre.table:
                 if inputs.priority:
                     pre.take(now, inputs.priority, log)
                 pre.request(now, inputs.preempts, c.green, req, log)
+            if k is not None:
+                req.free_max = req.preempting or not k.entered
+            if k is not None and k.entered:
+                if req.preempting:
+                    # Suspended: at the first barrier crossing after the
+                    # preempt the timer starts again and corrects to its offset.
+                    k.entered = False
+                else:
+                    f, o, req.no_walk = k.step(now, inputs.wall_ms, c.green, c.since,
+                                               c.ped_call | self.detectors.ped_calls, log)
+                    req.force_off |= f
+                    req.window_omit = o
             c.step(now, self.detectors, req, log, inputs.wall_ms)
             if pre.table:
                 pre.observe(now, c.green, log)
+            self._enter_coordination(now, inputs.wall_ms, req.preempting, log)
             return c.vehicle_indications(), c.ped_indications()
         except Exception as e:      # rule 7: what the core cannot reason about ends in flash
             self._fail(now, FAULT_CONTROLLER, "controller error: %r" % (e,), log)
             return self._flash()
+
+    def _enter_coordination(self, now, wall_ms, preempting, log):
+        """A plan with a pattern gets its cycle timer; the timer starts at the
+        barrier crossing where the controller entered a group."""
+        c = self.controller
+        if c.plan is not self.coord_plan:
+            self.coord_plan = c.plan
+            k = c.plan.coord
+            self.coordinator = Coordinator(self.site, k) if k is not None else None
+        k = self.coordinator
+        if k is not None and not k.entered and not preempting and c.group_entered == now:
+            k.enter(now, wall_ms, c.seq.group, log)
 
     def _fail(self, now, code, detail, log):
         if self.mode == MODE_FLASH:

@@ -23,7 +23,6 @@ from edge_agent.intervals import (RED_REST, MIN_GREEN, EXTENSION, GREEN_REST,
                                   transition, ped_transition)
 from edge_agent.intervals import I_RED, I_GREEN, I_YELLOW, I_RED_CLEAR  # noqa: F401 (re-export)
 from edge_agent.plan import RECALL_MIN, RECALL_MAX, RECALL_PED
-from edge_agent.coordination import Coordinator
 from edge_agent.requests import Requests
 from edge_agent.sequencer import Sequencer
 
@@ -70,6 +69,7 @@ class Controller:
         self.det = None
         self.wall_ms = None
         self.no_walk = 0              # greens where coordination forbids a walk recycle
+        self.group_entered = -1       # ms of the last barrier crossing (coordination enters there)
         self._use(plan)
         self.omit_shown = plan.omit   # phase omits last logged (46/47)
         self.ped_omit_shown = 0       # ped omits last logged (48/49)
@@ -92,7 +92,6 @@ class Controller:
         # A coordinated pattern: its coordinated phases are on max recall and
         # its max-green mode picks the max timer (or none: force-offs rule).
         k = plan.coord
-        self.coord = Coordinator(site, k) if k is not None else None
         self.max_times = plan.max_green
         if k is not None:
             rec_call |= k.coord_mask
@@ -119,11 +118,9 @@ class Controller:
             self.pending = None
             log.append((now, ev.PLAN_ACTIVATED, 0))
 
-    def enter_coordination(self, now, log):
-        """At a barrier crossing: the cycle timer starts (again), by its offset
-        transition after a preemption."""
-        if self.coord is not None and not self.coord.entered and not self.preempting:
-            self.coord.enter(now, self.wall_ms, self.seq.group, log)
+    def group_entered_at(self, now):
+        """The sequencer entered a barrier group (a crossing, or start-up)."""
+        self.group_entered = now
 
     # -- outputs -------------------------------------------------------------
 
@@ -157,14 +154,14 @@ class Controller:
         starts = [p for p in self.site.startup_phases if not omit & (1 << p)]
         if starts:
             self.seq.start_group(self, starts, now, log)
-            self.enter_coordination(now, log)
+            self.group_entered = now
 
     def step(self, now, det, req=None, log=None, wall_ms=None):
         """Advance every phase and ring to `now`.
 
         det: the conditioned detector masks (detectors.Detectors).
-        req: this step's Requests (coordination is asked here, inside).
-        wall_ms: the wall clock, if known, for the coordination cycle timer.
+        req: this step's Requests (coordination, preemption, outside requests).
+        wall_ms: the wall clock, if known (kept for start-up).
         """
         if req is None:
             req = NO_REQUESTS
@@ -188,20 +185,9 @@ class Controller:
             self._omit_events(now, omit, req.ped_omit, log)
         self.ped_omit = req.ped_omit
         pforce = force_off if req.force_code else 0
-        coord = self.coord
-        if coord is not None and coord.entered:
-            if req.preempting:
-                # Suspended: at the first barrier crossing after the preempt
-                # the cycle timer starts again and corrects to its offset.
-                coord.entered = False
-                self.no_walk = 0
-            else:
-                f, o, self.no_walk = coord.step(now, wall_ms, self.green, self.since,
-                                                self.ped_call | det.ped_calls, log)
-                force_off |= f
-                omit |= o
-        else:
-            self.no_walk = 0
+        # Coordination's permissive windows: not started, not logged as omits.
+        omit |= req.window_omit & ~target
+        self.no_walk = req.no_walk
         self._register_calls(now, det, omit, req.calls | target, log)
         if self.yellow | self.red_clear | self.reverting:
             self._advance_clearances(now, log)
@@ -323,6 +309,12 @@ class Controller:
         # the lesser of their own value and the preempt's, never below the floor.
         trunc = self.all_mask & ~req.target if req.preempting else 0
         floors = site.floors
+        max_times = self.max_times
+        if max_times is None and req.free_max:
+            # A pattern that inhibits max green, while its cycle timer is not
+            # running (suspended by a preempt, or not yet entered): max 1
+            # keeps every call served until the timer runs again.
+            max_times = plan.max1
         cands = []
         any_ready = False
         for r in range(len(site.rings)):
@@ -340,8 +332,8 @@ class Controller:
                 self.checked |= b
                 self.check_at[p] = now
                 log.append((now, ev.PHASE_CHECK, p))
-                if self.max_times is not None:
-                    self.max_end[p] = now + self.max_times[p]
+            if demand and self.max_end[p] < 0 and max_times is not None:
+                self.max_end[p] = now + max_times[p]
             if trunc & b and req.min_green >= 0:
                 cap = self.since[p] + max(floors.min_green, req.min_green)
                 if cap < self.min_end[p]:

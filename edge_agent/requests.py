@@ -15,14 +15,17 @@ below the site floor; a clearance override only ever lengthens a clearance.
 
 class Requests:
     """One step's requests to the controller."""
-    __slots__ = ("force_off", "hold", "omit", "ped_omit", "calls", "target",
+    __slots__ = ("force_off", "hold", "omit", "window_omit", "no_walk", "free_max", "ped_omit", "calls", "target",
                  "min_green", "walk", "ped_clear", "yellow", "red_clear",
                  "force_code", "preempting")
 
     def __init__(self, force_off=0, hold=0, omit=0):
         self.force_off = force_off   # end these greens (force-off) when they may end
         self.hold = hold             # keep these greens (no termination)
-        self.omit = omit             # do not start these phases
+        self.omit = omit             # do not start these phases (logged: omit on/off)
+        self.window_omit = 0         # coordination: outside their permissive windows now
+        self.no_walk = 0             # coordination: no walk recycle on these greens
+        self.free_max = False        # coordination's timer is not running: time max 1
         self.ped_omit = 0            # do not start a walk on these phases
         self.calls = 0               # place a vehicle call on these phases
         self.target = 0              # serve these phases now and hold them (preempt)

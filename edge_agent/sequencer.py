@@ -119,7 +119,7 @@ class Sequencer:
             log.append((now, ev.BARRIER_TERMINATION, self.group + 1))
         self.crossing = False
         self.group = g
-        ctl.enter_coordination(now, log)
+        ctl.group_entered_at(now)
         started = 0
         for r in range(len(site.rings)):
             self.ring_pos[r] = -1

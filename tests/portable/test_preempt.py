@@ -223,3 +223,37 @@ def test_link_calls_the_linked_preempt_at_the_end_of_dwell_while_the_call_lasts(
     assert at(log, ev.PREEMPT_EXIT, 3) == [50_000]
     assert at(log, ev.PREEMPT_EXIT, 1) == []
     assert f[50_000].preempt is None
+
+
+def test_coordination_is_suspended_and_resumes_by_its_offset_transition():
+    # Coordinated plan (cycle 100 s, offset 30 s, 2+6 coordinated, max green
+    # inhibited), every detector occupied. Preempt 1 dwells on 4+8, 150-160 s.
+    try:
+        from tests.portable.coordsheets import coordinated_site
+    except ImportError:
+        from coordsheets import coordinated_site
+    s = coordinated_site()
+    s["preempts"] = [{"number": 1, "dwell_phases": [4, 8], "min_dwell": 5.0,
+                      "min_green": 0.0, "min_walk": 0.0, "ped_clear": 0.0}]
+    agent = Agent(parse_site(s))
+    log = []
+    for t in range(0, 700_001, 100):
+        out = agent.step(t, Inputs(detectors={ch: True for ch in range(1, 17)},
+                                   preempts={1: 150_000 <= t < 160_000}))
+        log.extend(out.events)
+
+    def when(code, param=None):
+        return [e[0] for e in log if e[1] == code and (param is None or e[2] == param)]
+    # 2+6 end at 150.0 s by preemption; dwell at 155.5 s; min dwell to 160.5 s.
+    assert when(ev.PHASE_PREEMPT_FORCE_OFF, 2) == [150_000]
+    assert when(ev.PREEMPT_DWELL, 1) == [155_500] and when(ev.PREEMPT_EXIT, 1) == [160_500]
+    # No cycle timer while preempted: 4+8 time max 1 (40 s, from the phase
+    # check at 155.5 s) instead of the inhibited max, and the next barrier
+    # crossing, at 201.0 s, starts the timer again (131) ...
+    assert when(ev.PHASE_MAX_OUT, 4) == [195_500]
+    assert when(ev.COORD_PATTERN_CHANGE) == [4_000, 201_000]
+    assert not [t for t in when(ev.COORD_YIELD) if 150_000 <= t < 201_000]
+    # ... which corrects to the offset by the short way and is back in step.
+    assert [(e[0], e[2]) for e in log if e[1] == ev.COORD_CYCLE_STATE and e[0] > 201_000] \
+        == [(301_000, 1), (530_000, 0)]
+    assert agent.coordinator.offset_error(700_000) == 0
