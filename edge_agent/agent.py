@@ -205,7 +205,8 @@ class Agent:
             c.step(now, self.detectors, req, log, inputs.wall_ms)
             if pre.table:
                 pre.observe(now, c.green, log)
-            self._enter_coordination(now, inputs.wall_ms, req.preempting, log)
+            if k is not None or c.plan is not self.coord_plan:
+                self._enter_coordination(now, inputs.wall_ms, req.preempting, log)
             return c.vehicle_indications(), c.ped_indications()
         except Exception as e:      # rule 7: what the core cannot reason about ends in flash
             self._fail(now, FAULT_CONTROLLER, "controller error: %r" % (e,), log)
