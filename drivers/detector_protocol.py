@@ -23,7 +23,9 @@ PRESENCE = 0x01     # card ms, channel count, presence bitmap, recent on/off edg
 COUNTS = 0x02       # card ms, interval, per channel: count and occupancy (0.1 %)
 STATUS = 0x03       # card ms, card flags, per channel: fault bits
 HEARTBEAT = 0x04    # card ms, card flags, channel count
-TYPES = (PRESENCE, COUNTS, STATUS, HEARTBEAT)
+PREEMPT = 0x05      # card ms, preempt input bitmap (bit 0 = preempt input 1 .. bit 5 = 6)
+TYPES = (PRESENCE, COUNTS, STATUS, HEARTBEAT, PREEMPT)
+PREEMPT_INPUTS = 6
 
 # Per-channel fault bits (= NTCIP 1202 vehicleDetectorReportedAlarms).
 FAULT_OTHER = 0x01
@@ -67,9 +69,10 @@ class Message:
     COUNTS: card_ms, interval_ms, counts [(channel, count, occupancy permille)]
     STATUS: card_ms, flags, faults [(channel, bits)]
     HEARTBEAT: card_ms, flags, nch
+    PREEMPT: card_ms, preempts (int bitmap, bit 0 = preempt input 1)
     """
     __slots__ = ("seq", "type", "card_ms", "nch", "presence", "edges", "interval_ms",
-                 "counts", "flags", "faults")
+                 "counts", "flags", "faults", "preempts")
 
     def __init__(self, seq, mtype, card_ms):
         self.seq, self.type, self.card_ms = seq, mtype, card_ms
@@ -80,6 +83,7 @@ class Message:
         self.counts = ()
         self.flags = 0
         self.faults = ()
+        self.preempts = 0
 
     def __repr__(self):
         return "Message(seq %d type %d card %d ms)" % (self.seq, self.type, self.card_ms)
@@ -111,6 +115,11 @@ def status_payload(card_ms, flags, faults):
 
 def heartbeat_payload(card_ms, flags, nch):
     return struct.pack(">IBB", card_ms & 0xFFFFFFFF, flags, nch)
+
+
+def preempt_payload(card_ms, inputs):
+    """inputs: bitmap of the preempt inputs that are on (bit 0 = input 1)."""
+    return struct.pack(">IB", card_ms & 0xFFFFFFFF, inputs)
 
 
 def decode(seq, mtype, p):
@@ -179,6 +188,11 @@ def decode(seq, mtype, p):
         if n != 6 or p[4] & ~CARD_FLAGS or not 1 <= p[5] <= MAX_CHANNELS:
             return None
         m.flags, m.nch = p[4], p[5]
+        return m
+    if mtype == PREEMPT:
+        if n != 5 or p[4] >> PREEMPT_INPUTS:
+            return None                      # reserved bits set
+        m.preempts = p[4]
         return m
     return None
 

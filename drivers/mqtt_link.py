@@ -48,6 +48,7 @@ except ImportError:          # the drivers extra is not installed: only tests ma
 PLAN = "plan"
 CMD = "cmd"
 HEARTBEAT = "heartbeat"
+PRIORITY = "priority"
 OTHER = "other"
 
 SESSION = "session.json"
@@ -261,7 +262,7 @@ class MqttLink:
                 self.central_acks.append(msg.payload)
             return
         kind = (PLAN if t == tp.plan_desired else CMD if t == tp.cmd
-                else HEARTBEAT if t == tp.heartbeat else OTHER)
+                else HEARTBEAT if t == tp.heartbeat else PRIORITY if t == tp.priority else OTHER)
         if len(self.inbound) >= self.cfg.inbound_max:
             self.counters["inbound_dropped"] += 1
             return

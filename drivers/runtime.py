@@ -25,15 +25,16 @@ import time
 from drivers.history import EventHistory
 from drivers.intake import ACCEPTED, CURRENT, Intake, PlanResult, REJECTED
 from drivers.localtime import site_zone, utc_offset_ms
-from drivers.mqtt_link import CMD, HEARTBEAT, PLAN
+from drivers.mqtt_link import CMD, HEARTBEAT, PLAN, PRIORITY
+from drivers.priority_intake import PriorityIntake
 from drivers.outbox import EventOutbox
 from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, MISSING, Store
 from drivers.telemetry import DetectorActivity, Lateness, phase_view
 from drivers.topics import dumps, parse_heartbeat
 from edge_agent import __version__
-from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_RUN, MODE_STARTUP_ALL_RED,
-                              MODE_STARTUP_FLASH, RESET_LOCAL_COMMAND, RESET_PANEL,
-                              RESET_SOURCES)
+from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_PREEMPT, MODE_RUN,
+                              MODE_STARTUP_ALL_RED, MODE_STARTUP_FLASH, RESET_LOCAL_COMMAND,
+                              RESET_PANEL, RESET_SOURCES)
 from edge_agent.envelope import Verifier
 from edge_agent.events import (BOOT_PLAN, LINK_DOWN, LINK_UP, FLASH_RESET, FLASH_RESET_REFUSED, LOCAL_CONTROL_HELD,
                                MANUAL_PED_CALL, MANUAL_VEHICLE_CALL)
@@ -87,6 +88,8 @@ def mode_name(agent_mode, source):
         return "startup"
     if agent_mode == MODE_FLASH:
         return "flash"
+    if agent_mode == MODE_PREEMPT:
+        return "preempt"
     return source
 
 
@@ -173,6 +176,8 @@ class Runtime:
                                    max_id_jump=prov.policy.max_version_jump)
         self.intake = Intake(self.verifier, self.store, commands, wall_clock,
                              active_envelope=active_env, log=self.log)
+        self.priority = PriorityIntake(site, prov.keys, prov.policy, self.store, ed25519_verify,
+                                       log=self.log)
         self.link = None
         self.topics = None
         if link_cfg is not None:
@@ -304,6 +309,8 @@ class Runtime:
         if self.local_until is not None and now >= self.local_until:
             self.local_until = None
         inputs.local_until_ms = self.local_until
+        # The lead time of a priority request depends on the plan the controller runs.
+        inputs.priority = self.priority.take(now, wall_ms / 1000, self.agent.plan)
         out = self.agent.step(now, inputs)
         if done:
             out.events.extend(e for e in done if e is not None)
@@ -470,6 +477,8 @@ class Runtime:
             elif kind == CMD:
                 c["cmd_messages"] += 1
                 self.intake.submit(CMD, payload)
+            elif kind == PRIORITY:
+                self.priority.submit(payload)
             else:
                 c["other_messages"] += 1
                 self._junk("other", "unexpected_topic", payload)
@@ -644,6 +653,10 @@ class Runtime:
                          "link": self.link.stats() if self.link else None,
                          "intake": dict(self.intake.counters), "outbox": self.outbox.stats()},
             "command": self.last_command,
+            "preempt": ({"number": out.preempt[0], "stage": out.preempt[1]}
+                        if out.preempt is not None else None),
+            "priority": {"counters": dict(self.priority.counters),
+                         "rejected": dict(self.priority.rejected), "last": self.priority.last},
             "loop": self.late.take(),
         }
 

@@ -43,12 +43,17 @@ class SerialDetectorCard:
 
     def __init__(self, port, source=None, channels=None, ped_channels=None, baudrate=115200,
                  clock=monotonic_ms, backoff_s=(0.05, 2.0), read_timeout_s=0.02,
-                 opener=None, seed=None):
+                 opener=None, seed=None, preempts=None, preempt_watchdog_ms=1000):
         self.port = port
         self.source = source or port
         # card channel -> site vehicle channel / site ped channel; default: card ch = site ch
         self.channels = dict(channels) if channels is not None else {c: c for c in range(1, 65)}
         self.ped_channels = dict(ped_channels or {})
+        # card preempt input -> site preempt number (none: the card's preempt frames are ignored)
+        self.preempt_map = dict(preempts or {})
+        self.preempt_levels = {}      # site preempt number -> level, changed since the last take
+        self.preempt_watchdog_ms = preempt_watchdog_ms
+        self.preempt_heard = None     # rx ms of the last PREEMPT frame
         self.baudrate = baudrate
         self.clock = clock
         self.backoff_min, self.backoff_max = backoff_s
@@ -120,6 +125,9 @@ class SerialDetectorCard:
         if self.ped_channels:
             self._put(core.Report(self.source, core.STALE, now, None, ped=True,
                                   channels=sorted(self.ped_channels.values())))
+        # A card that is gone cannot hold a preempt: its inputs read off.
+        for n in self.preempt_map.values():
+            self.preempt_levels[n] = False
 
     # -- reading -----------------------------------------------------------------
 
@@ -177,6 +185,11 @@ class SerialDetectorCard:
         t = self._card_time(m.card_ms)
         base = t - m.card_ms
         self.stale_sent = False
+        if m.type == proto.PREEMPT:
+            self.preempt_heard = rx
+            for card_in, n in self.preempt_map.items():
+                self.preempt_levels[n] = bool(m.preempts >> (card_in - 1) & 1)
+            return
         for ped, cmap in ((False, self.channels), (True, self.ped_channels)):
             if not cmap:
                 continue
@@ -225,6 +238,20 @@ class SerialDetectorCard:
         while q:
             out.append(q.popleft())
         return out
+
+    def preempts(self):
+        """{site preempt number: level} since the last call (empty: nothing new).
+
+        A card whose preempt frames stop for the watchdog time (it sends one
+        every report period) cannot hold a preempt: its inputs read off.
+        """
+        heard = self.preempt_heard
+        if heard is not None and self.clock() - heard > self.preempt_watchdog_ms:
+            self.preempt_heard = None
+            for n in self.preempt_map.values():
+                self.preempt_levels[n] = False
+        levels, self.preempt_levels = self.preempt_levels, {}
+        return levels
 
     def stats(self):
         """Every counter as one flat dict (for telemetry)."""

@@ -35,6 +35,13 @@ class _ReportSource:
         reports = self.driver.reports()
         if reports:
             inputs.reports = (inputs.reports or []) + reports
+        take = getattr(self.driver, "preempts", None)
+        if take is not None:
+            levels = take()
+            if levels:
+                merged = dict(inputs.preempts or {})
+                merged.update(levels)
+                inputs.preempts = merged
 
     def stats(self):
         return self.driver.stats()
@@ -48,7 +55,8 @@ class SerialSource(_ReportSource):
         card = SerialDetectorCard(spec["port"], source=spec.get("source"),
                                   channels=_channel_map(spec.get("channels"), "channels"),
                                   ped_channels=_channel_map(spec.get("ped_channels"), "ped_channels"),
-                                  baudrate=int(spec.get("baudrate", 115200)))
+                                  baudrate=int(spec.get("baudrate", 115200)),
+                                  preempts=_channel_map(spec.get("preempts"), "preempts"))
         super().__init__(card, "serial:%s" % card.source)
 
 

@@ -38,7 +38,8 @@ class Topics:
     """Every topic one intersection's agent reads or writes."""
 
     __slots__ = ("site", "intersection", "base", "state", "plan_desired", "plan_reported",
-                 "telemetry", "events", "cmd", "heartbeat", "events_ack", "cmd_result")
+                 "telemetry", "events", "cmd", "heartbeat", "events_ack", "cmd_result",
+                 "priority")
 
     def __init__(self, site, intersection):
         self.site = check_level(site, "site")
@@ -52,6 +53,7 @@ class Topics:
         self.cmd = self.base + "cmd"
         self.events_ack = self.base + "events/ack"       # central: stored event ranges
         self.cmd_result = self.base + "cmd/result"       # agent: each command's verdict
+        self.priority = self.base + "priority"      # signed priority requests (preemption)
         self.heartbeat = "%s/%s/%s/heartbeat" % (PREFIX, site, CENTRAL)
 
     def plan_verdict(self, version):
@@ -62,7 +64,8 @@ class Topics:
         """(topic, QoS) the agent subscribes to on every connection."""
         # events/ack at QoS 0: a lost ack costs a resend (central drops the duplicate),
         # and on NATS each QoS 1 subscription is a JetStream consumer per unit.
-        return [(self.plan_desired, 1), (self.cmd, 1), (self.heartbeat, 0), (self.events_ack, 0)]
+        return [(self.plan_desired, 1), (self.cmd, 1), (self.heartbeat, 0), (self.events_ack, 0),
+                (self.priority, 1)]
 
 
 def dumps(obj):

@@ -17,11 +17,14 @@ more than the outputs.
 
 from edge_agent import events as ev
 from edge_agent.controller import Controller
+from edge_agent.coordination import Coordinator
 from edge_agent.detectors import Detectors
 from edge_agent.fieldcheck import FieldCheck
 from edge_agent.indications import (MAX_PHASES, FLASH_RED, FLASH_YELLOW, RED,
                                     PED_DARK, DONT_WALK, VEHICLE_LETTERS, PED_LETTERS)
 from edge_agent.monitor import Monitor, FAULT_CONTROLLER, FAULT_EXTERNAL
+from edge_agent.preempt import Preemption
+from edge_agent.requests import Requests
 from edge_agent.supervisor import Supervisor
 
 try:
@@ -34,7 +37,10 @@ MODE_STARTUP_FLASH = const(0)
 MODE_STARTUP_ALL_RED = const(1)
 MODE_RUN = const(2)
 MODE_FLASH = const(3)
-MODE_NAMES = ("startup-flash", "startup-all-red", "run", "flash")
+MODE_PREEMPT = const(4)     # in Outputs.mode only: running a preempt sequence
+MODE_NAMES = ("startup-flash", "startup-all-red", "run", "flash", "preempt")
+
+NO_REQUESTS = Requests()    # shared and never written: a step without any request
 
 # Where a flash reset came from (the parameter of its event).
 RESET_NONE = const(0)
@@ -59,17 +65,19 @@ class Inputs:
     local_until_ms: a technician on site holds the unit on its local plan
         until this monotonic ms (the front panel's "local control for ...")
     cabinet: the cabinet's MMU reading (edge_agent.fieldcheck.CabinetReport) or None
+    preempts: {preempt number: bool} preempt inputs (a number left out keeps its last value)
+    priority: [PriorityRequest] signed priority requests that passed their checks
     """
     __slots__ = ("detectors", "pulses", "peds", "reports", "force_off", "hold",
                  "omit", "flash_reset", "external_fault", "local_until_ms", "wall_ms",
                  "link_up", "heartbeat", "central_plan", "hold_central_ms", "utc_offset_ms",
-                 "cabinet")
+                 "cabinet", "preempts", "priority")
 
     def __init__(self, detectors=None, pulses=None, peds=None, reports=None,
                  force_off=0, hold=0, omit=0, flash_reset=RESET_NONE,
                  external_fault=None, local_until_ms=None, wall_ms=None, link_up=None,
                  heartbeat=False, central_plan=None, hold_central_ms=None, utc_offset_ms=None,
-                 cabinet=None):
+                 cabinet=None, preempts=None, priority=None):
         self.detectors = detectors
         self.pulses = pulses
         self.peds = peds
@@ -87,6 +95,8 @@ class Inputs:
         self.external_fault = external_fault
         self.local_until_ms = local_until_ms
         self.cabinet = cabinet        # fieldcheck.CabinetReport from the cabinet driver, or None
+        self.preempts = preempts
+        self.priority = priority
 
 
 NO_INPUTS = Inputs()
@@ -95,12 +105,14 @@ NO_INPUTS = Inputs()
 class Outputs:
     """One step's outputs: indications by phase (index 0 unused), events, mode."""
     __slots__ = ("ms", "vehicle", "ped", "events", "mode", "plan_id", "fault",
-                 "source", "link_up")
+                 "source", "link_up", "preempt")
 
-    def __init__(self, ms, vehicle, ped, events, mode, plan_id, fault, source, link_up):
+    def __init__(self, ms, vehicle, ped, events, mode, plan_id, fault, source, link_up,
+                 preempt=None):
         self.ms, self.vehicle, self.ped, self.events = ms, vehicle, ped, events
         self.mode, self.plan_id, self.fault = mode, plan_id, fault
         self.source, self.link_up = source, link_up   # plan source wanted; central link health
+        self.preempt = preempt        # (preempt number, stage name) while preempting, else None
 
 
 class Agent:
@@ -116,15 +128,14 @@ class Agent:
         self.monitor = Monitor(site.monitor, now)
         self.supervisor = Supervisor(site, link_policy)
         self.last_ms = None
+        self.requests = Requests()
         self.flash_since = now
         # The first step's outputs carry the boot events: nothing is lost
         # between power-up and the first step.
         self._pending = [(now, ev.UNIT_BOOT, 2 if latched is not None else 1)]
         if latched is not None:
             self.monitor.restore(latched)
-            self.controller = Controller(site, self.plan)
-            self.detectors = Detectors(site)
-            self.fieldcheck = FieldCheck(site)
+            self._parts()
             self.mode = MODE_FLASH
             self.mode_since = now
             self._pending.append((now, ev.MONITOR_FAULT, latched.code))
@@ -136,9 +147,7 @@ class Agent:
         site = self.site
         if self.supervisor.wanted is not None:
             self.plan = self.supervisor.wanted
-        self.controller = Controller(site, self.plan)
-        self.detectors = Detectors(site)
-        self.fieldcheck = FieldCheck(site)
+        self._parts()
         self.mode_since = now
         if site.startup_flash > 0:
             self.mode = MODE_STARTUP_FLASH
@@ -146,6 +155,16 @@ class Agent:
         else:
             self.mode = MODE_STARTUP_ALL_RED
             log.append((now, ev.STARTUP_ALL_RED, 0))
+
+    def _parts(self):
+        """A fresh controller and its companions, as at power-up."""
+        site = self.site
+        self.controller = Controller(site, self.plan)
+        self.detectors = Detectors(site)
+        self.fieldcheck = FieldCheck(site)
+        self.preemption = Preemption(site)
+        self.coordinator = None       # the cycle timer of the running plan's pattern
+        self.coord_plan = None        # the plan it belongs to
 
     @property
     def mode_name(self):
@@ -181,6 +200,7 @@ class Agent:
             mode = self.mode = MODE_RUN
             self.mode_since = now
             self.controller.start(now, log, _local_ms(inputs))
+            self._enter_coordination(now, _local_ms(inputs), False, log)
         if mode == MODE_RUN:
             vehicle, ped = self._run(now, inputs, log)
         else:
@@ -205,8 +225,12 @@ class Agent:
                 self._fail(now, fault[0], fault[1], log)
                 vehicle, ped = self._flash()
         sup = self.supervisor
-        return Outputs(now, vehicle, ped, log, self.mode, self.controller.plan.id,
-                       self.monitor.fault, sup.source, sup.link_up)
+        mode = self.mode
+        preempt = self.preemption.status() if mode == MODE_RUN and self.preemption.active else None
+        if preempt is not None:
+            mode = MODE_PREEMPT
+        return Outputs(now, vehicle, ped, log, mode, self.controller.plan.id,
+                       self.monitor.fault, sup.source, sup.link_up, preempt)
 
     def _reset(self, now, source, log):
         """A technician's reset: honoured only for a latched fault, after the minimum flash."""
@@ -231,12 +255,50 @@ class Agent:
         c = self.controller
         try:
             self.detectors.update(now, inputs, c.green, c.yellow, log)
-            c.step(now, self.detectors, inputs.force_off, inputs.hold, inputs.omit, log,
-                   _local_ms(inputs))
+            local = _local_ms(inputs)
+            pre = self.preemption
+            k = self.coordinator
+            req = NO_REQUESTS
+            if inputs.force_off or inputs.hold or inputs.omit or pre.table or k is not None:
+                req = self.requests
+                req.clear(inputs.force_off, inputs.hold, inputs.omit)
+            if pre.table:
+                if inputs.priority:
+                    pre.take(now, inputs.priority, log)
+                pre.request(now, inputs.preempts, c.green, req, log)
+            if k is not None:
+                req.free_max = req.preempting or not k.entered
+            if k is not None and k.entered:
+                if req.preempting:
+                    # Suspended: at the first barrier crossing after the
+                    # preempt the timer starts again and corrects to its offset.
+                    k.entered = False
+                else:
+                    f, o, req.no_walk = k.step(now, local, c.green, c.since,
+                                               c.ped_call | self.detectors.ped_calls, log)
+                    req.force_off |= f
+                    req.window_omit = o
+            c.step(now, self.detectors, req, log, local)
+            if pre.table:
+                pre.observe(now, c.green, log)
+            if k is not None or c.plan is not self.coord_plan:
+                self._enter_coordination(now, local, req.preempting, log)
             return c.vehicle_indications(), c.ped_indications()
         except Exception as e:      # rule 7: what the core cannot reason about ends in flash
             self._fail(now, FAULT_CONTROLLER, "controller error: %r" % (e,), log)
             return self._flash()
+
+    def _enter_coordination(self, now, wall_ms, preempting, log):
+        """A plan with a pattern gets its cycle timer; the timer starts at the
+        barrier crossing where the controller entered a group."""
+        c = self.controller
+        if c.plan is not self.coord_plan:
+            self.coord_plan = c.plan
+            k = c.plan.coord
+            self.coordinator = Coordinator(self.site, k) if k is not None else None
+        k = self.coordinator
+        if k is not None and not k.entered and not preempting and c.group_entered == now:
+            k.enter(now, wall_ms, c.seq.group, log)
 
     def _fail(self, now, code, detail, log):
         if self.mode == MODE_FLASH:
@@ -291,7 +353,7 @@ class Agent:
                 e.update(c.timers(p, now))
             phases[p] = e
         coord = None
-        k = c.coord
+        k = self.coordinator
         if k is not None and self.mode == MODE_RUN and k.entered:
             coord = {"cycle_s": plan.coord.cycle / 1000, "offset_s": plan.coord.offset / 1000,
                      "cycle_timer_s": (now - k.cycle_start) / 1000,
@@ -311,7 +373,9 @@ class Agent:
             "flash_remaining_ms": self.flash_remaining(now),
             "rings": [list(r) for r in self.site.rings],
             "barriers": [list(g) for g in self.site.groups],
-            "barrier_group": c.group + 1,
+            "barrier_group": c.seq.group + 1,
+            "preempt": (self.preemption.status() if self.mode == MODE_RUN
+                        and self.preemption.active else None),
             "phases": phases,
             "coordination": coord,
             "detectors": self.detectors.status(now),

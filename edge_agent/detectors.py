@@ -25,6 +25,7 @@ fault is ignored and puts its phase on its fail recall (`fail_min` /
 
 from edge_agent import events as ev
 from edge_agent.diagnostics import Diagnosis, SourceClock
+from edge_agent.indications import MAX_PHASES
 
 try:
     from micropython import const
@@ -109,6 +110,9 @@ class Detectors:
         # recall places a call, max also extends the green to max).
         self.fail_min = 0
         self.fail_max = 0
+        # Actuations on each phase while it is not green, for the volume-density
+        # added initial; the controller reads and clears a phase's count at green.
+        self.actuations = [0] * (MAX_PHASES + 1)
 
     @staticmethod
     def _state(det, ped):
@@ -364,6 +368,8 @@ class Detectors:
                     extend |= bit
                 continue
             s.hold_until = -1
+            if pulse > 0:
+                self.actuations[det.phase] += pulse
             if yellow & bit and det.call_at_red_only:
                 continue
             if pulse > 0 and det.delay == 0:

@@ -38,6 +38,9 @@ PHASE_CALL_DROPPED = const(44)
 PED_CALL_REGISTERED = const(45)
 PHASE_OMIT_ON = const(46)
 PHASE_OMIT_OFF = const(47)
+PED_OMIT_ON = const(48)
+PED_OMIT_OFF = const(49)
+PHASE_PREEMPT_FORCE_OFF = const(20)  # a green ended by preemption (param: phase)
 DETECTOR_OFF = const(81)
 DETECTOR_ON = const(82)
 DETECTOR_RESTORED = const(83)
@@ -50,6 +53,18 @@ PED_DETECTOR_OFF = const(89)
 PED_DETECTOR_ON = const(90)
 PED_DETECTOR_FAILED = const(91)
 PED_DETECTOR_RESTORED = const(92)
+PREEMPT_ADVANCE_WARNING = const(101)  # param: preempt number (101-111, 116)
+PREEMPT_CALL_ON = const(102)
+PREEMPT_GATE_DOWN = const(103)
+PREEMPT_CALL_OFF = const(104)
+PREEMPT_ENTRY = const(105)
+PREEMPT_TRACK_CLEARANCE = const(106)
+PREEMPT_DWELL = const(107)
+PREEMPT_LINK_ON = const(108)
+PREEMPT_LINK_OFF = const(109)
+PREEMPT_MAX_PRESENCE = const(110)
+PREEMPT_EXIT = const(111)
+PREEMPT_FORCE_OFF = const(116)
 COORD_PATTERN_CHANGE = const(131)
 CYCLE_LENGTH_CHANGE = const(132)
 OFFSET_LENGTH_CHANGE = const(133)
@@ -100,7 +115,12 @@ NAMES = {
     21: "ped walk", 22: "ped clearance", 23: "ped don't walk",
     31: "barrier termination", 41: "hold on", 42: "hold off",
     43: "call registered", 44: "call dropped", 45: "ped call registered",
-    46: "omit on", 47: "omit off", 81: "detector off", 82: "detector on",
+    46: "omit on", 47: "omit off", 48: "ped omit on", 49: "ped omit off",
+    20: "preemption force-off", 101: "preempt advance warning", 102: "preempt call on",
+    103: "preempt gate down", 104: "preempt call off", 105: "preempt entry started",
+    106: "preempt track clearance", 107: "preempt dwell", 108: "preempt link on",
+    109: "preempt link off", 110: "preempt max presence exceeded", 111: "preempt exit",
+    116: "preemption force-off", 81: "detector off", 82: "detector on",
     83: "detector restored", 84: "detector fault: other",
     85: "detector fault: watchdog", 86: "detector fault: open loop",
     87: "detector fault: shorted loop", 88: "detector fault: chatter",

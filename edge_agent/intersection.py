@@ -17,7 +17,7 @@ MAX_DETECTORS = 64
 
 SITE_KEYS = ("intersection", "name", "rings", "barriers", "phases", "conflicts",
              "detectors", "ped_detectors", "floors", "startup", "monitor",
-             "rest", "fallback_plan", "time_zone", "device_id")
+             "rest", "fallback_plan", "time_zone", "device_id", "preempts")
 FLOOR_KEYS = ("min_yellow", "min_red_clear", "min_green", "min_walk",
               "min_ped_clear", "min_red_revert", "max_cycle")
 DETECTOR_KEYS = ("channel", "phase", "name", "delay", "extend", "locking",
@@ -60,7 +60,7 @@ class Site:
                  "groups", "ring_of", "group_of", "has_ped", "conflicts",
                  "detectors", "ped_detectors", "floors", "startup_flash",
                  "startup_all_red", "startup_phases", "monitor",
-                 "rest_in_red", "fallback_plan", "time_zone", "device_id")
+                 "rest_in_red", "fallback_plan", "time_zone", "device_id", "preempts")
 
     def conflict(self, p, q):
         """True when phases p and q may never show green or yellow together."""
@@ -111,6 +111,8 @@ def parse_site(obj, cross_check=True):
         cross_check_site(c, s, s.monitor)
     s.rest_in_red = c.text(d, "rest", "site", default="green",
                            choices=("green", "red")) == "red"
+    from edge_agent.preempt import parse_preempts
+    s.preempts = parse_preempts(c, d.get("preempts", []), s, known)
     s.fallback_plan = None
     if "fallback_plan" not in d:
         c.error("site.fallback_plan", "is required (the local free plan the unit falls back to)")
@@ -399,6 +401,9 @@ def _floors(c, d):
     # NTCIP 1202 phase red revert: the least red before a phase shows green again.
     f.min_red_revert = c.seconds(e, "min_red_revert", "floors", 0.0, 25.5, default=2000)
     f.max_cycle = c.seconds(e, "max_cycle", "floors", 30.0, 999.0, default=240000)
+    # NTCIP 1202 red revert: a phase shows red at least this long after its
+    # yellow before it may show green again.
+    f.min_red_revert = c.seconds(e, "min_red_revert", "floors", 0.0, 25.5, default=2000)
     return f
 
 

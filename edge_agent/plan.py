@@ -26,19 +26,23 @@ RECALLS = ("none", "min", "max", "ped")
 PLAN_KEYS = ("id", "phases", "sequence", "max_mode", "simultaneous_gap_out",
              "dual_entry", "coordination")
 PHASE_KEYS = ("phase", "min_green", "passage", "max_green", "max2", "yellow",
-              "red_clear", "red_revert", "walk", "ped_clear", "recall", "omit")
+              "red_clear", "red_revert", "walk", "ped_clear", "recall", "omit",
+              "added_initial", "max_initial", "time_before_reduction",
+              "time_to_reduce", "min_gap")
 
 
 class Plan:
     """A validated timing plan; per-phase values are lists indexed by phase (ms)."""
     __slots__ = ("id", "min_green", "passage", "max_green", "max1", "max2",
                  "yellow", "red_clear", "red_revert", "walk", "ped_clear", "recall", "omit",
-                 "sequence", "ring_groups", "simultaneous_gap_out",
+                 "added_initial", "max_initial", "before_reduction", "to_reduce",
+                 "min_gap", "density", "sequence", "ring_groups", "simultaneous_gap_out",
                  "dual_entry", "worst_cycle", "max_mode", "coord")
 
     def phase_bound(self, p):
         """Longest green phase p can time once a conflicting call waits (ms)."""
-        return max(self.min_green[p], self.max_green[p], self.walk[p] + self.ped_clear[p])
+        return max(self.min_green[p], self.max_green[p], self.walk[p] + self.ped_clear[p],
+                   self.max_initial[p] if self.added_initial[p] else 0)
 
 
 def parse_plan_json(text, site, path=""):
@@ -66,9 +70,11 @@ def parse_plan(obj, site, path=""):
     pl = Plan()
     pl.id = c.text(d, "id", path or "plan", default="")
     for name in ("min_green", "passage", "max_green", "max1", "max2", "yellow",
-                 "red_clear", "red_revert", "walk", "ped_clear", "recall"):
+                 "red_clear", "red_revert", "walk", "ped_clear", "recall", "added_initial",
+                 "max_initial", "before_reduction", "to_reduce", "min_gap"):
         setattr(pl, name, [0] * n)
     pl.omit = 0
+    pl.density = 0
     pl.max_mode = c.text(d, "max_mode", path or "plan", default="max1",
                          choices=("max1", "max2"))
     pl.simultaneous_gap_out = c.boolean(d, "simultaneous_gap_out", path or "plan", default=True)
@@ -136,6 +142,7 @@ def _phase_timings(c, d, site, pl, pre):
         if pl.red_revert[p] < f.min_red_revert:
             c.error(path + ".red_revert", "%s s is below the site minimum red revert %s s"
                     % (ms_s(pl.red_revert[p]), ms_s(f.min_red_revert)))
+        _density(c, e, path, pl, p)
         recall = c.text(e, "recall", path, default="none", choices=RECALLS)
         pl.recall[p] = RECALLS.index(recall)
         if site.has_ped[p]:
@@ -149,6 +156,25 @@ def _phase_timings(c, d, site, pl, pre):
     for p in site.phases:
         if p not in seen and "phases" in d:
             c.error(pre + "phases", "phase %d has no timing (list it, with \"omit\": true if unused)" % p)
+
+
+def _density(c, e, path, pl, p):
+    """Volume-density options: added initial per actuation up to a max initial;
+    gap reduction from the passage time down to a minimum gap."""
+    pl.added_initial[p] = c.seconds(e, "added_initial", path, 0.0, 25.5, default=0) or 0
+    pl.max_initial[p] = c.seconds(e, "max_initial", path, 0.0, 255.0, default=0) or 0
+    pl.before_reduction[p] = c.seconds(e, "time_before_reduction", path, 0.0, 255.0, default=0) or 0
+    pl.to_reduce[p] = c.seconds(e, "time_to_reduce", path, 0.0, 255.0, default=0) or 0
+    pl.min_gap[p] = c.seconds(e, "min_gap", path, 0.0, 25.5, default=pl.passage[p]) or 0
+    if pl.added_initial[p] and pl.max_initial[p] < pl.min_green[p]:
+        c.error(path + ".max_initial", "%s s is below this phase's min green %s s: added "
+                "initial needs a max initial above min green"
+                % (ms_s(pl.max_initial[p]), ms_s(pl.min_green[p])))
+    if pl.min_gap[p] > pl.passage[p]:
+        c.error(path + ".min_gap", "%s s is above this phase's passage %s s"
+                % (ms_s(pl.min_gap[p]), ms_s(pl.passage[p])))
+    if pl.added_initial[p] or pl.min_gap[p] < pl.passage[p]:
+        pl.density |= 1 << p
 
 
 def _floor(c, e, key, path, floor, what, hi):

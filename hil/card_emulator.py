@@ -61,6 +61,7 @@ class CardEmulator:
         self.stuck = set()
         self.chatter_every = {}        # ch -> ms between on-edges
         self.faults = {}               # ch -> fault bits reported in STATUS
+        self.preempt_inputs = None     # bitmap of preempt inputs on; None: the card has none
         # what happened (the tests compare it with the driver's counters)
         self.sent = {"frames": 0, "bytes": 0, "dropped": 0, "duplicated": 0, "corrupted": 0,
                      "garbage_bytes": 0, "overflow": 0}
@@ -122,6 +123,12 @@ class CardEmulator:
     def shorted_loop(self, ch, on=True):
         self._fault(ch, proto.FAULT_SHORTED_LOOP, on)
 
+    def preempt(self, n, on=True):
+        """Turn preempt input n (1..6) on or off: sent with every report period
+        from the next one on (a card with preempt inputs always reports them)."""
+        bits = self.preempt_inputs or 0
+        self.preempt_inputs = bits | (1 << (n - 1)) if on else bits & ~(1 << (n - 1))
+
     def _fault(self, ch, bit, on):
         bits = self.faults.get(ch, 0)
         self.faults[ch] = bits | bit if on else bits & ~bit
@@ -155,6 +162,9 @@ class CardEmulator:
             self._advance(t)
             if name == "next_presence":
                 self._send(proto.PRESENCE, self._presence(t), t)
+                if self.preempt_inputs is not None:
+                    self._send(proto.PREEMPT, proto.preempt_payload(self._card(t),
+                                                                    self.preempt_inputs), t)
             elif name == "next_counts":
                 self._send(proto.COUNTS, self._counts(t), t)
             elif name == "next_status":

@@ -113,3 +113,52 @@ def plans(draw, site, plan_id):
             "max_mode": draw(st.sampled_from(["max1", "max2"])),
             "simultaneous_gap_out": draw(st.booleans()),
             "dual_entry": draw(st.lists(st.sampled_from(phases), max_size=4, unique=True))}
+
+
+def _compatible_set(draw, site, allow_empty=False):
+    """Phases of one barrier group, at most one per ring, none in explicit conflict."""
+    ring_of = {q: i for i, ring in enumerate(site["rings"]) for q in ring}
+    g = draw(st.integers(0, len(site["barriers"]) - 1))
+    extra = {tuple(sorted(x)) for x in site["conflicts"]}
+    chosen = []
+    for q in site["barriers"][g]:
+        if any(ring_of[q] == ring_of[c] or tuple(sorted((q, c))) in extra for c in chosen):
+            continue
+        if draw(st.booleans()) or (not chosen and not allow_empty):
+            chosen.append(q)
+    return chosen
+
+
+@st.composite
+def preempts(draw, site):
+    """0-3 preempts: emergency or railroad, random entry truncation, clearance
+    overrides, track clearance, dwell, exit, delay, max presence and links."""
+    peds = {e["phase"]: e["ped"] for e in site["phases"]}
+    out = []
+    numbers = draw(st.lists(st.integers(1, 6), max_size=3, unique=True))
+    for n in numbers:
+        dwell = _compatible_set(draw, site)
+        pr = {"number": n, "type": draw(st.sampled_from(["emergency", "railroad"])),
+              "dwell_phases": dwell,
+              "dwell_ped": [q for q in dwell if peds[q] and draw(st.booleans())],
+              "min_dwell": draw(tenths(1.0, 15.0)),
+              "delay": draw(st.sampled_from([0.0, 0.0, 1.5])),
+              "non_locking": draw(st.booleans()),
+              "min_duration": draw(st.sampled_from([0.0, 5.0])),
+              "max_presence": draw(st.sampled_from([0.0, 0.0, 20.0])),
+              "exit_phases": _compatible_set(draw, site, allow_empty=True)}
+        for key, lo, hi in (("min_green", 0.0, 10.0), ("min_walk", 0.0, 8.0),
+                            ("ped_clear", 0.0, 12.0)):
+            if draw(st.booleans()):
+                pr[key] = draw(tenths(lo, hi))
+        for key, lo in (("enter_yellow", 3.0), ("enter_red_clear", 1.0),
+                        ("track_yellow", 3.0), ("track_red_clear", 1.0)):
+            if draw(st.booleans()):
+                pr[key] = draw(tenths(lo, lo + 3.0))
+        if pr["type"] == "railroad" and draw(st.booleans()):
+            pr["track_phases"] = _compatible_set(draw, site)
+            pr["track_green"] = draw(tenths(1.0, 15.0))
+        out.append(pr)
+    if len(numbers) >= 2 and draw(st.booleans()):
+        out[0]["link"] = numbers[1]
+    return out

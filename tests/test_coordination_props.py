@@ -29,13 +29,15 @@ LEFT_FLOOR, THROUGH_FLOOR = 100, 265      # tenths of a second: min/ped + cleara
 
 
 @st.composite
-def coordinated_plans(draw, plan_id):
-    cycle = draw(st.integers(80, 150)) * 10                    # tenths
-    g1 = draw(st.integers(LEFT_FLOOR + THROUGH_FLOOR, cycle - LEFT_FLOOR - THROUGH_FLOOR))
+def coordinated_plans(draw, plan_id, slack=0):
+    """slack: tenths of a second of split every phase gets beyond its floor."""
+    lf, tf = LEFT_FLOOR + slack, THROUGH_FLOOR + slack
+    cycle = draw(st.integers(max(80, (2 * (lf + tf) + 9) // 10), 150)) * 10     # tenths
+    g1 = draw(st.integers(lf + tf, cycle - lf - tf))
     g2 = cycle - g1
     splits = {}
     for (a, b), total in (((1, 2), g1), ((5, 6), g1), ((3, 4), g2), ((7, 8), g2)):
-        left = draw(st.integers(LEFT_FLOOR, total - THROUGH_FLOOR))
+        left = draw(st.integers(lf, total - tf))
         splits[str(a)] = left / 10
         splits[str(b)] = (total - left) / 10
     plan = standard_plan(plan_id)

@@ -187,3 +187,19 @@ def test_bench_detectors_runs_and_counts_every_frame_at_115200_baud():
     lat = bench_latency(seconds=1.0, rate=50, baud=115_200)
     assert lat["samples"] >= 40 and lat["errors"] == {}
     assert 0 < lat["p50_ms"] <= lat["p99_ms"]
+
+
+def test_preempt_frame_round_trips_and_reserved_bits_are_refused():
+    p = proto.FrameParser()
+    good = proto.frame(7, proto.PREEMPT, proto.preempt_payload(123_456, 0b000101))
+    bad = proto.frame(8, proto.PREEMPT, proto.preempt_payload(123_457, 0b1000000))
+    msgs = p.feed(good + bad)
+    assert [(m.type, m.card_ms, m.preempts) for m in msgs] == [(proto.PREEMPT, 123_456, 5)]
+    assert p.stats["malformed"] == 1
+
+
+def test_driver_maps_card_preempt_inputs_to_site_preempts():
+    card = SerialDetectorCard("/dev/null", preempts={1: 3, 2: 1}, clock=lambda: 5_000)
+    card.feed(proto.frame(0, proto.PREEMPT, proto.preempt_payload(1_000, 0b01)), 5_000)
+    assert card.preempts() == {3: True, 1: False}
+    assert card.preempts() == {}                   # nothing new since

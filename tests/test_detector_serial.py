@@ -34,9 +34,11 @@ STUCK = 12          # phase 2's advance loop: in this demand it is never occupie
 class Rig:
     """The closed loop of one run, stepped by hand."""
 
-    def __init__(self, tmp_path, card_opts=None, limits=LIMITS, only=None, seed=7):
+    def __init__(self, tmp_path, card_opts=None, limits=LIMITS, only=None, seed=7, preempts=None):
         sc = load_scenario("suburban")
         site = copy.deepcopy(sc.site)
+        if preempts:
+            site["preempts"] = preempts
         for d in site["detectors"]:
             d.update(limits)
             d.update((only or {}).get(d["channel"], {}))
@@ -52,7 +54,8 @@ class Rig:
         self.emu.open()
         self.now = 0
         self.card = SerialDetectorCard(self.link, source="card0", channels={c: c for c in chans},
-                                       clock=lambda: self.now, backoff_s=(0.0, 0.0))
+                                       clock=lambda: self.now, backoff_s=(0.0, 0.0),
+                                       preempts={p["number"]: p["number"] for p in preempts or ()})
         self.log = []
         self.shown = [RED] * (MAX_PHASES + 1)
         self.k = 0
@@ -82,7 +85,8 @@ class Rig:
         self.k = len(log)
         self.emu.tick(t)
         self.sync()
-        out = self.agent.step(t, Inputs(reports=self.card.reports() or None, peds=inputs.peds))
+        out = self.agent.step(t, Inputs(reports=self.card.reports() or None, peds=inputs.peds,
+                                        preempts=self.card.preempts() or None))
         self.checker.check(t, out)
         self.log.extend(out.events)
         self.shown = out.vehicle
@@ -221,3 +225,27 @@ def test_short_unplug_within_the_watchdog_faults_nothing(rig_factory):
                               20_500: lambda r: r.emu.replug()})
     assert rig.faults() == []
     assert rig.card.stats()["reopened"] == 1
+
+
+PREEMPT = [{"number": 1, "dwell_phases": [2, 6], "min_dwell": 10.0, "exit_phases": [2, 6]}]
+
+
+def test_card_preempt_input_calls_and_releases_preempt_1(rig_factory):
+    r = rig_factory(preempts=PREEMPT)
+    r.run_until(60_000, at={20_000: lambda rig: rig.emu.preempt(1, True),
+                            40_000: lambda rig: rig.emu.preempt(1, False)})
+    # The input is sent with the presence frame of the same 100 ms period.
+    assert r.times(ev.PREEMPT_CALL_ON, 1) == [20_000]
+    assert r.times(ev.PREEMPT_ENTRY, 1) == [20_000]
+    assert len(r.times(ev.PREEMPT_DWELL, 1)) == 1
+    assert r.times(ev.PREEMPT_CALL_OFF, 1) == [40_000]
+    assert r.times(ev.PREEMPT_EXIT, 1) == [40_000]
+
+
+def test_a_card_that_goes_silent_releases_its_preempt_input(rig_factory):
+    # Last preempt frame read at 24.9 s; 1.0 s preempt watchdog: off at 26.0 s.
+    r = rig_factory(preempts=PREEMPT)
+    r.run_until(30_000, at={20_000: lambda rig: rig.emu.preempt(1, True),
+                            25_000: lambda rig: rig.emu.unplug()})
+    assert r.times(ev.PREEMPT_CALL_ON, 1) == [20_000]
+    assert r.times(ev.PREEMPT_CALL_OFF, 1) == [26_000]

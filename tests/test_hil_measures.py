@@ -302,11 +302,12 @@ def test_actuated_agent_on_suburban_for_15_minutes():
     assert m.cycle_lengths_s == [38.3, 79.0, 128.2, 114.7, 123.9, 130.7, 129.0, 109.7]
     assert {p: ph.greens for p, ph in m.phases.items()} == {1: 7, 2: 9, 3: 6, 4: 8, 5: 7, 6: 9, 7: 6, 8: 8}
     # 2,031 before non-locking calls were logged too: 72 calls registered (43)
-    # instead of 33, and 10 dropped (44); every other event is unchanged.
-    # 2,080 before: +2 boot events (unit start, start-up all-red), and a served
-    # call dropped (44) at its green, as ATSPM's phase waits need: 57 more 44s.
-    assert len(r.events) == 2139
+    # instead of 33, and 10 dropped (44); 2,080 before: +2 boot events (unit
+    # start, start-up all-red), a served call dropped (44) at its green as
+    # ATSPM's phase waits need (57), and the phase check (2) logged (60).
+    assert len(r.events) == 2199
     assert r.events[:2] == [(0, 4252, 1), (0, 4204, 0)]
+    assert sum(1 for e in r.events if e[1] == 2) == 60
     assert sum(1 for e in r.events if e[1] == 43) == 72
     assert sum(1 for e in r.events if e[1] == 44) == 67
     greens = set((t, p) for t, c, p in r.events if c == 1)

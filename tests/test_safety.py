@@ -2,9 +2,13 @@
 
 Each example draws a random site from the family in tests/family.py, three
 valid plans, and a demand level; a seeded stream then drives >= 2,000 steps
-of random ticks (10-1000 ms), detector presence and pulses, ped buttons and
-plan swaps. After every step the independent SafetyChecker checks rules 1-4
-and the service bound (rule 5), and the monitor must not have tripped.
+of random ticks (10-1000 ms), detector presence and pulses, ped buttons,
+plan swaps, and preempt calls, releases and priority requests (renewed,
+cleared, left to expire) for 0-3 random preempts. After every step the
+independent SafetyChecker checks rules 1-4 (with the documented preemption
+exceptions, never below the site floors) and red revert, the service bound
+(rule 5, counted from the end of the last preempt), and the monitor must not
+have tripped.
 EDGE_AGENT_SOAK=1 runs ten times as many examples.
 """
 
@@ -17,7 +21,8 @@ from edge_agent.agent import Agent, Inputs
 from edge_agent.intersection import parse_site
 from edge_agent.plan import parse_plan
 from edge_agent.indications import GREEN, RED
-from tests.family import sites, plans
+from edge_agent.preempt import PriorityRequest
+from tests.family import sites, plans, preempts
 from tests.safety_checker import SafetyChecker, worst_cycle_ms
 from tests.mmu_checker import MmuChecker
 from tests.portable.sheets import ALWAYS_UP, offer
@@ -30,6 +35,7 @@ STEPS = 2_000
 @st.composite
 def scenarios(draw):
     site = draw(sites())
+    site["preempts"] = draw(preempts(site))
     extra = [draw(plans(site, "plan-a")), draw(plans(site, "plan-b"))]
     return site, [site["fallback_plan"]] + extra, draw(st.integers(0, 2**32 - 1)), \
         draw(st.sampled_from([0.002, 0.02, 0.1]))
@@ -52,6 +58,11 @@ def drive(site_d, plan_ds, seed, level, steps=STEPS):
              + int((site_d["startup"]["flash"] + site_d["startup"]["all_red"]) * 1000))
     demand_since = {}
     levels = {}
+    numbers = [pr["number"] for pr in site_d.get("preempts", [])]
+    # Each preempt is called rarely, so that sequences run to their exit.
+    p_call = level / 20
+    pre_levels = {}
+    seen = {}                # preempt event code -> count, to show the stream reaches every stage
     now = 0
     version = 0
     prev = None
@@ -71,12 +82,30 @@ def drive(site_d, plan_ds, seed, level, steps=STEPS):
         if rng.random() < 0.002:
             plan = plans_[rng.randrange(len(plans_))]
             version += 1
+        priority = None
+        for n in numbers:
+            x = rng.random()
+            if pre_levels.get(n):
+                if x < 0.02:
+                    pre_levels[n] = False          # release
+            elif x < p_call:
+                pre_levels[n] = True
+            elif x < 2 * p_call:
+                # A priority request: start now or a little later, expire by itself.
+                start = now + rng.choice((0, 2_000, 10_000))
+                priority = [PriorityRequest(n, start, start + rng.randint(1_000, 30_000))]
+            elif x < 2 * p_call + 0.001:
+                priority = [PriorityRequest(n, clear=True)]
         out = agent.step(now, Inputs(detectors=dict(levels), pulses=pulses, peds=peds,
+                                     preempts=dict(pre_levels), priority=priority,
                                      **offer(plan, version)))
         assert out.fault is None, "monitor tripped: %r" % (out.fault,)
         # The real controller's stream is legal by the monitor rules' own reading too.
         verdict = mmu.verdict(now, out.vehicle, out.ped)
         assert verdict is None, "at %d ms the MMU checker says %s" % (now, verdict)
+        for e in out.events:
+            if 101 <= e[1] <= 116 or e[1] == 20:
+                seen[e[1]] = seen.get(e[1], 0) + 1
         checker.check(now, out)
         # Rule 5: a locking, undelayed call placed on red is served within the bound.
         if prev is not None:
@@ -90,6 +119,11 @@ def drive(site_d, plan_ds, seed, level, steps=STEPS):
                 q = ped_channels[ch]
                 if q not in omitted_ever:
                     demand_since.setdefault(q, now)
+        if out.preempt is not None:
+            # Rule 5 is counted from the end of the preempt: a preempt may hold
+            # a phase off for as long as its call lasts.
+            for q in demand_since:
+                demand_since[q] = now
         for q in list(demand_since):
             if out.vehicle[q] == GREEN:
                 del demand_since[q]
@@ -98,6 +132,7 @@ def drive(site_d, plan_ds, seed, level, steps=STEPS):
                     "rule 5: phase %d called at %d ms still unserved at %d ms (bound %d ms)" % (
                         q, demand_since[q], now, bound)
         prev = out
+    agent.preempt_events = seen
     return agent, checker
 
 

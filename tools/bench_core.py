@@ -1,5 +1,6 @@
 """Core step cost: median and p99 of one Agent.step on CPython and MicroPython."""
 
+import json
 import os
 import platform
 import random
@@ -131,13 +132,48 @@ def bench_micropython(steps=20_000):
             "python": doc["micropython"]}
 
 
+def bench_against(ref, steps, rounds=3):
+    """This tree's core and the core of git commit `ref`, measured side by side:
+    each in its own fresh CPython process, alternating, `rounds` times each."""
+    import subprocess
+    import sys
+    import tempfile
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import json,sys; from tools.bench_core import bench_core; "
+            "print(json.dumps(bench_core(%d)))" % steps)
+    results = {"this tree": [], ref: []}
+    with tempfile.TemporaryDirectory() as old:
+        archive = subprocess.run(["git", "-C", repo, "archive", ref, "edge_agent", "tools"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
+        for _ in range(rounds):
+            for label, root in (("this tree", repo), (ref, old)):
+                env = dict(os.environ, PYTHONPATH=root)
+                out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                                     capture_output=True, text=True, check=True).stdout
+                results[label].append(json.loads(out))
+    return results
+
+
 def add_arguments(p):
+    p.add_argument("--against", metavar="COMMIT",
+                   help="also measure the core of this git commit, alternating with this tree")
+    p.add_argument("--rounds", type=int, default=3, help="alternations with --against (default 3)")
     p.add_argument("--steps", type=int, default=200_000, help="CPython steps (default 200000)")
     p.add_argument("--mpy-steps", type=int, default=40_000, help="MicroPython steps (default 40000)")
     p.add_argument("--no-micropython", action="store_true", help="skip the MicroPython run")
 
 
 def run(args):
+    if args.against:
+        res = bench_against(args.against, args.steps, args.rounds)
+        for label, runs in res.items():
+            med = sorted(r["median_us"] for r in runs)
+            print("%-12s median per round %s us; best %.1f us; p99 %s us; %s"
+                  % (label, " ".join("%.1f" % r["median_us"] for r in runs), med[0],
+                     " ".join("%.1f" % r["p99_us"] for r in runs),
+                     " ".join("%.0fx" % r["realtime_factor"] for r in runs)))
+        return 0
     res = bench_core(args.steps)
     print("machine: %s; %s" % (res["machine"], res["python"]))
     print_core(res, "CPython")

@@ -25,6 +25,19 @@ def load_arterial_site(network_dir=None):
     return _build.load_site(network_dir)
 
 
+def step_pulses(r, last_level):
+    """The agent's pulses for a bridge StepResult: the loop's level shows the
+    first vehicle of a rising edge; every further vehicle that reached the loop
+    this step is a pulse, so the agent's detector-on events count vehicles."""
+    pulses = {}
+    for ch, n in r.pulses.items():
+        if n:
+            extra = n - (1 if r.detectors[ch] and not last_level[ch] else 0)
+            if extra > 0:
+                pulses[ch] = extra
+    return pulses
+
+
 def run_agent_on_sumo(site_dict=None, duration_s=600.0, seed=42, demand=None, network_dir=None,
                       step_ms=100, use_libsumo=None, cache_dir=None, gui=False, on_step=None):
     """Drive ``Agent(parse_site(site_dict))`` through ``SumoBridge``.
@@ -59,15 +72,7 @@ def run_agent_on_sumo(site_dict=None, duration_s=600.0, seed=42, demand=None, ne
                 on_step(now, out, r)
             now = r.time_ms
             levels = r.detectors
-            # The loop's level shows the first vehicle of a rising edge; every
-            # further vehicle that reached the loop this step is a pulse, so
-            # the agent's detector-on events count vehicles.
-            pulses = {}
-            for ch, n in r.pulses.items():
-                if n:
-                    extra = n - (1 if levels[ch] and not last_level[ch] else 0)
-                    if extra > 0:
-                        pulses[ch] = extra
+            pulses = step_pulses(r, last_level)
             last_level = levels
         mode = agent.mode_name
     finally:

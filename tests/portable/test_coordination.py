@@ -131,7 +131,7 @@ def test_offset_change_is_reached_by_short_way_within_two_cycles():
     assert times(log, ev.COORD_CYCLE_STATE, ev.COORD_ADD) == [204_000]
     assert times(log, ev.COORD_CYCLE_STATE, ev.COORD_IN_STEP)[-1] == 434_000     # 204 + 117 + 113
     assert times(log, ev.COORD_YIELD, 2)[2:6] == [265_500, 378_500, 478_500, 578_500]
-    assert agent.controller.coord.offset_error(700_000) == 0
+    assert agent.coordinator.offset_error(700_000) == 0
     # The lengthened cycles give the extra time to the coordinated phases only.
     g = greens_between(log, 200_000, 440_000)
     # 2 starts on time (15 s in) and its force-off moves by the correction;
@@ -152,7 +152,7 @@ def test_short_way_shortens_without_cutting_a_coordinated_green_below_its_minimu
     assert times(log, ev.COORD_YIELD, 2)[2:5] == [240_000, 338_500, 438_500]
     for g0, g1, _ in greens_between(log, 150_000, 900_000)[2]:
         assert g1 - g0 >= 21_000
-    assert agent.controller.coord.offset_error(900_000) == 0
+    assert agent.coordinator.offset_error(900_000) == 0
 
 
 def test_dwell_correction_only_lengthens():
@@ -164,7 +164,7 @@ def test_dwell_correction_only_lengthens():
     assert times(log, ev.COORD_CYCLE_STATE, ev.COORD_DWELL) == [204_000]
     assert times(log, ev.COORD_CYCLE_STATE, ev.COORD_SUBTRACT) == []
     assert times(log, ev.COORD_YIELD, 2)[2:4] == [338_500, 438_500]
-    assert agent.controller.coord.offset_error(700_000) == 0
+    assert agent.coordinator.offset_error(700_000) == 0
 
 
 def test_floating_force_off_limits_a_late_phase_to_its_split():
