@@ -26,7 +26,7 @@ from drivers.intake import ACCEPTED, CURRENT, Intake, PlanResult, REJECTED
 from drivers.mqtt_link import CMD, HEARTBEAT, PLAN
 from drivers.outbox import EventOutbox
 from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, Store
-from drivers.telemetry import DetectorActivity, Lateness, phase_view
+from drivers.telemetry import DetectorActivity, Lateness, PhaseActivity, phase_view
 from drivers.topics import dumps, parse_heartbeat
 from edge_agent import __version__
 from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_RUN, MODE_STARTUP_ALL_RED,
@@ -100,6 +100,7 @@ class Runtime:
         self.late = Lateness()
         self.late_log = [] if self.cfg.lateness_file else None
         self.activity = DetectorActivity()
+        self.phase_activity = PhaseActivity()
         self.plans = []                   # [(plan, version)] offered to the core, newest last
         self.boot_offer = None
         self.last_result = None
@@ -244,6 +245,7 @@ class Runtime:
         self.step_no += 1
         self.outbox.put(out.events, wall_ms)
         self.activity.sample(self.agent.detectors)
+        self.phase_activity.sample(now, out.vehicle, out.events)
         if link is not None:
             self._guard("publish", self._publish, now, out)
         return out
@@ -441,6 +443,8 @@ class Runtime:
             "phases": phase_view(site, out, agent.controller, now),
             "detectors": {"counts": counts, "occupancy_pct": occ,
                           "status": agent.detectors.status(now)},
+            "period_s": self.cfg.telemetry_s,
+            "greens": self.phase_activity.take(),
             "drivers": {getattr(s, "name", "source%d" % i): _stats(s)
                         for i, s in enumerate(self.sources)},
             "counters": {"input": dict(self.counters), "junk": dict(self.junk),
