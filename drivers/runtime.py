@@ -110,6 +110,7 @@ class Runtime:
         self.reported_due = True
         self.reported_at = 0.0
         self.next_telemetry = 0         # monotonic ms of the next telemetry message
+        self.last_telemetry = None      # monotonic ms of the last one (its interval's start)
 
         boot = self.store.load_plan(self.verifier, wall_clock())
         self.boot = boot
@@ -444,6 +445,7 @@ class Runtime:
             "detectors": {"counts": counts, "occupancy_pct": occ,
                           "status": agent.detectors.status(now)},
             "period_s": self.cfg.telemetry_s,
+            "interval_s": self._interval_s(now),
             "greens": self.phase_activity.take(),
             "drivers": {getattr(s, "name", "source%d" % i): _stats(s)
                         for i, s in enumerate(self.sources)},
@@ -453,6 +455,12 @@ class Runtime:
             "command": self.last_command,
             "loop": self.late.take(),
         }
+
+
+    def _interval_s(self, now):
+        """Seconds the counts and greens of this message cover (since the last message)."""
+        last, self.last_telemetry = self.last_telemetry, now
+        return round((now - last) / 1000.0, 3) if last is not None else self.cfg.telemetry_s
 
 
 class NullLog:

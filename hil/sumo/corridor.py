@@ -218,6 +218,7 @@ def build_corridor(spacing=SPACING, cache_dir=None, scale=1.0, force=False):
         (tmp / (NAME + ".rou.xml")).write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + rou)
         (tmp / (NAME + ".ev.rou.xml")).write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + ev)
         netmap.starting_map(net, tmp, NAME)
+        (tmp / "spacing.json").write_text(json.dumps(list(spacing)) + "\n")
         if out.is_dir():
             shutil.rmtree(out, ignore_errors=True)
         try:

@@ -294,12 +294,16 @@ def site_timings(netmap):
 
 def run_program(kind, netmap, net, routes, additional=(), duration_s=3600.0, seed=1, step_ms=100,
                 coord=None, keep_files=False):
-    """SUMO's own static or actuated program on every light (a sumo subprocess, no TraCI)."""
+    """SUMO's own program on every light (a sumo subprocess, no TraCI): 'netconvert' (the
+    static program netconvert wrote into the net), 'actuated' (the sites' min/max greens),
+    'static' (``coord``: {tls: {cycle, offset, splits}}, a fixed-time green wave)."""
     work = Path(tempfile.mkdtemp(prefix="sumo-%s-" % kind))
     try:
-        tls_file = work / "programs.add.xml"
-        write_programs(tls_file, netmap, kind, site_timings(netmap), coord)
-        args = _sumo_args(net, routes, list(additional) + [tls_file], seed, step_ms / 1000.0, work,
+        programs = []
+        if kind != "netconvert":
+            programs = [work / "programs.add.xml"]
+            write_programs(programs[0], netmap, kind, site_timings(netmap), coord)
+        args = _sumo_args(net, routes, list(additional) + programs, seed, step_ms / 1000.0, work,
                           end_s=duration_s)
         t0 = time.perf_counter()
         res = subprocess.run([_build.sumo_binary("sumo")] + args, capture_output=True, text=True)
