@@ -4,6 +4,7 @@
     edge-agent hil sumo --duration 3600    agent vs SUMO's actuated and static programs
     edge-agent hil sumo --net N --routes R[,EV] --map M [--additional A]   any SUMO network
     edge-agent hil sumo map NET.net.xml    write a starting map, sites and loops to edit
+    edge-agent hil corridor                the corridor measurement (docs/corridor.md)
 
 `hil sumo` runs headless: the agent drives SUMO's traffic light through the
 bridge (hil.sumo.bridge), then SUMO runs its own controllers on the same
@@ -221,3 +222,5 @@ def register(sub):
     s.add_argument("--map", metavar="MAP.json", help="which site runs each traffic light (docs/corridor.md)")
     s.add_argument("--additional", metavar="A.add.xml[,...]", help="additional files (induction loops)")
     s.set_defaults(func=run_sumo)
+    from tools import corridor_table
+    corridor_table.add_parser(hsub)
