@@ -78,8 +78,7 @@ class Junction:
         return Y, L
 
     def min_cycle(self):
-        return sum(max(sum(self.min_split(p) for p in self.ring_group(r, g))
-                       for r in range(len(self.rings))) for g in range(len(self.groups)))
+        return sum(_group_min(self, g) for g in range(len(self.groups)))
 
 
 def webster(Y, L, lo, hi):
@@ -127,10 +126,8 @@ def splits(j, q, C):
     y = j.ratios(q)
     G = len(j.groups)
     R = len(j.rings)
-    crit_y, group_min = [], []
-    for g in range(G):
-        crit_y.append(max(sum(y[p] for p in j.ring_group(r, g)) for r in range(R)))
-        group_min.append(max(sum(j.min_split(p) for p in j.ring_group(r, g)) for r in range(R)))
+    crit_y = [max(sum(y[p] for p in j.ring_group(r, g)) for r in range(R)) for g in range(G)]
+    group_min = [_group_min(j, g) for g in range(G)]
     lost = [max(sum(j.clear[p] for p in j.ring_group(r, g)) for r in range(R)) for g in range(G)]
     if C < sum(group_min):
         raise ValueError("%s: cycle %s s is below the minimum %s s" % (j.id, C, sum(group_min)))
@@ -211,8 +208,8 @@ def bounded_step(j, old, target, max_cycle_step, max_split_step):
     C = int(c0 + _clamp(ct - c0, -max_cycle_step, max_cycle_step))
     if C != ct:
         # the target's splits at the bounded cycle, proportional to the target
-        st = _rescale(j, st, ct, C)
-    scaled = _rescale(j, s0, c0, C)
+        st = _rescale(j, st, C)
+    scaled = _rescale(j, s0, C)
     out = {}
     for g in range(len(j.groups)):
         # the group's duration is the same in every ring: bound it once
@@ -227,8 +224,9 @@ def bounded_step(j, old, target, max_cycle_step, max_split_step):
             vals = share(out_dur, vals, [j.min_split(p) for p in ps])
             for p, v in zip(ps, vals):
                 out[p] = v
-    # the last group takes what the bounded groups left, so the cycle is exact
-    _fix_total(j, out, C)
+    # bounded groups may not add up to the cycle: share it out again in their proportions
+    if abs(sum(_group(j, out, g) for g in range(len(j.groups))) - C) > 1e-6:
+        out = _rescale(j, out, C)
     return C, out, ot
 
 
@@ -236,13 +234,16 @@ def _group(j, sp, g):
     return max(sum(sp[p] for p in j.ring_group(r, g)) for r in range(len(j.rings)))
 
 
-def _rescale(j, sp, c_from, c_to):
-    """Splits for another cycle: each barrier group keeps its share, minimums kept."""
+def _group_min(j, g):
+    """The shortest a barrier group can be: its slowest ring's minimum splits."""
+    return max(sum(j.min_split(p) for p in j.ring_group(r, g)) for r in range(len(j.rings)))
+
+
+def _rescale(j, sp, c_to):
+    """Splits for cycle c_to: each barrier group keeps its share, each phase its share of
+    the group, minimums kept."""
     G = len(j.groups)
-    durs = [_group(j, sp, g) for g in range(G)]
-    mins = [max(sum(j.min_split(p) for p in j.ring_group(r, g)) for r in range(len(j.rings)))
-            for g in range(G)]
-    new = share(c_to, durs, mins)
+    new = share(c_to, [_group(j, sp, g) for g in range(G)], [_group_min(j, g) for g in range(G)])
     out = {}
     for g in range(G):
         for r in range(len(j.rings)):
@@ -251,21 +252,6 @@ def _rescale(j, sp, c_from, c_to):
                 for p, v in zip(ps, share(new[g], [sp[p] for p in ps], [j.min_split(p) for p in ps])):
                     out[p] = v
     return out
-
-
-def _fix_total(j, sp, C):
-    G = len(j.groups)
-    durs = [_group(j, sp, g) for g in range(G)]
-    if abs(sum(durs) - C) < 1e-6:
-        return
-    new = share(C, durs, [max(sum(j.min_split(p) for p in j.ring_group(r, g))
-                              for r in range(len(j.rings))) for g in range(G)])
-    for g in range(G):
-        for r in range(len(j.rings)):
-            ps = j.ring_group(r, g)
-            if ps:
-                for p, v in zip(ps, share(new[g], [sp[p] for p in ps], [j.min_split(p) for p in ps])):
-                    sp[p] = v
 
 
 def plan_dict(j, plan_id, C, sp, offset):
