@@ -99,3 +99,18 @@ def test_agents_drive_both_signals_of_one_simulation(corridor):
 
 
 PINNED = (72, 44, 81)
+
+
+def test_cli_writes_a_starting_map_and_refuses_a_map_that_does_not_fit(corridor, tmp_path, capsys):
+    from tools.cli import main
+    assert main(["hil", "sumo", "map", str(corridor.net), "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["J1.site.json", "J2.site.json",
+                                                          "corridor.loops.add.xml", "corridor.map.json"]
+    d = json.loads((tmp_path / "corridor.map.json").read_text())
+    d["tls"]["J2"]["link_count"] = 12
+    (tmp_path / "corridor.map.json").write_text(json.dumps(d))
+    capsys.readouterr()
+    assert main(["hil", "sumo", "--net", str(corridor.net), "--routes", str(corridor.routes),
+                 "--map", str(tmp_path / "corridor.map.json")]) == 2
+    err = capsys.readouterr().err
+    assert "tls.J2.link_count: 12, but the network's light has 14 links" in err
