@@ -268,3 +268,42 @@ def test_brain_plans_pass_the_agents_envelope_checks_and_take_effect_at_barriers
     assert central == [5000]
     assert len(active) == 1 and active[0] > 5000 and active[0] in barriers
     assert ids[-1] == "brain-1" and ids.index("brain-1") == active[0] // 100
+
+
+def test_a_left_turner_waiting_a_whole_bin_is_not_a_stuck_loop():
+    j = _junctions()[4]
+    n = [0]
+
+    def held():
+        n[0] += 1
+        d = BinData()
+        d.covered = 60.0
+        d.counts = {5: 0.0, 3: 4.0 + n[0]}
+        d.occ = {5: 60.0, 3: 9.0}
+        return d
+
+    def moving():
+        d = BinData()
+        d.covered = 60.0
+        d.counts = {5: 2.0, 3: 5.0}
+        d.occ = {5: 30.0, 3: 10.0}
+        return d
+    assert distrust.stuck(j, [moving(), moving(), held()]) == []
+    assert distrust.stuck(j, [moving()] + [held() for _ in range(4)]) == []          # 240 s: still a cycle
+    assert distrust.stuck(j, [held() for _ in range(5)]) == [
+        "channel 5: occupied for 300 s with no new vehicle (longer than the maximum cycle 240 s)"]
+
+
+def test_a_source_with_too_little_telemetry_is_planned_from_its_history():
+    b = Brain(config(), now_ms=0)
+    feed(b, 0, 300)
+    b.plan(WALL0 + 300)
+    kept = dict(b.history["J2"])
+    for t in range(301, 601):
+        for jid in IDS:
+            if jid != "J2" or t > 500:             # J2 silent for 200 of the 300 s
+                b.receive(0, "tsc/v1/test/%s/telemetry" % jid,
+                          json.dumps(message(WALL0 + t, 1.0)).encode())
+    b.plan(WALL0 + 600)
+    assert b.flags == {"J2": ["too little telemetry: 100 of 300 s covered"]}
+    assert b.history["J2"] == kept

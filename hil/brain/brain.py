@@ -134,15 +134,21 @@ class Brain:
         for j in self.junctions:
             w = self.bins.window(j.id, t0, t1)
             raw[j.id] = j.flows(w)
-            reasons = []
-            reasons += distrust.health(j, self.bins.status.get(j.id))
-            reasons += distrust.plausibility(j, w)
-            reasons += distrust.stuck(j, [self.bins.bin(j.id, k) for k in w["bins"]])
             n = self.bins.counters.get(j.id, {}).get("replay", 0)
-            reasons += distrust.replayed(n - self.replays_seen.get(j.id, 0))
+            reasons = distrust.replayed(n - self.replays_seen.get(j.id, 0))
             self.replays_seen[j.id] = n
-            if w["covered"] <= 0:
-                reasons.append("no telemetry covers %d-%d" % (t0, t1))
+            # a few seconds of data (a restart, a dropped link) say nothing: judge and plan
+            # such a source from its history instead
+            short = distrust.coverage(w, self.cfg["window_s"])
+            if short:
+                reasons += short
+            else:
+                reasons += distrust.health(j, self.bins.status.get(j.id))
+                reasons += distrust.plausibility(j, w)
+                # the stuck check looks further back than one window: a loop held longer
+                # than the maximum cycle
+                back = self.bins.window(j.id, t1 - max(self.cfg["window_s"], 2 * j.max_cycle), t1)
+                reasons += distrust.stuck(j, [self.bins.bin(j.id, k) for k in back["bins"]])
             if reasons:
                 flags[j.id] = reasons
         # neighbours are compared on the sources that passed their own checks

@@ -49,7 +49,9 @@ def health(j, status):
 
 
 def stuck(j, bins):
-    """Counts that repeat exactly bin after bin, or a loop occupied a whole bin with no vehicle."""
+    """Counts that repeat exactly bin after bin, or a loop occupied with no new vehicle for
+    longer than the site's maximum cycle (no vehicle legitimately waits longer: a left-turner
+    standing on its loop for a whole bin is not a fault)."""
     reasons = []
     seq = [tuple(sorted((ch, round(n, 3)) for ch, n in b.counts.items() if ch in j.channels))
            for b in bins]
@@ -59,12 +61,23 @@ def stuck(j, bins):
         if run >= STUCK_BINS:
             reasons.append("counts identical in %d bins in a row: %s" % (run, dict(a)))
             break
-    for b in bins[-1:]:
-        for ch, occ in sorted(b.occ.items()):
-            if ch in j.channels and b.covered > 0 and occ >= 0.95 * b.covered \
-                    and b.counts.get(ch, 0.0) < 1:
-                reasons.append("channel %d: occupied %.0f of %.0f s with no vehicle" % (ch, occ, b.covered))
+    for ch in sorted(j.channels):
+        held = 0.0
+        for b in reversed(bins):
+            if b.covered <= 0 or b.occ.get(ch, 0.0) < 0.95 * b.covered or b.counts.get(ch, 0.0) >= 1:
+                break
+            held += b.covered
+        if held > j.max_cycle:
+            reasons.append("channel %d: occupied for %.0f s with no new vehicle (longer than the "
+                           "maximum cycle %.0f s)" % (ch, held, j.max_cycle))
     return reasons
+
+
+def coverage(window, window_s, least=0.5):
+    """Too little telemetry in the window to judge or plan from (a silent or new source)."""
+    if window["covered"] < least * window_s:
+        return ["too little telemetry: %.0f of %.0f s covered" % (window["covered"], window_s)]
+    return []
 
 
 def replayed(new_replays):

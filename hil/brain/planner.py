@@ -35,6 +35,7 @@ class Junction:
         self.min_green = {p: float(fp[p]["min_green"]) for p in self.phases}
         self.clear = {p: float(fp[p]["yellow"]) + float(fp[p]["red_clear"]) for p in self.phases}
         self.channels = {int(d["channel"]): int(d["phase"]) for d in site["detectors"]}
+        self.max_cycle = float(site.get("floors", {}).get("max_cycle", 240.0))
         self.lanes = {p: 0 for p in self.phases}
         for p in self.channels.values():
             self.lanes[p] += 1
