@@ -136,7 +136,10 @@ class BrainLoop:
         for tls, rep in self.reporters.items():
             if now >= rep.next_ms:
                 msg = rep.take(now, self.channels[tls], self.scale.get(tls, 1.0))
-                rep.next_ms = now + rep.period_ms + self.rng.randint(-self.jitter_ms, self.jitter_ms) // 100 * 100
+                # whole 100 ms steps, floored: -100 or 0 ms, +100 ms once in 201 draws
+                # (the draws of the recorded measurement; docs/corridor.md)
+                jitter = self.rng.randint(-self.jitter_ms, self.jitter_ms) // 100 * 100
+                rep.next_ms = now + rep.period_ms + jitter
                 if self._dropped(tls, now):
                     continue
                 delay = int(self.rng.uniform(*self.delay_s) * 1000)
