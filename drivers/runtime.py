@@ -29,7 +29,7 @@ from drivers.mqtt_link import CMD, HEARTBEAT, PLAN, PRIORITY
 from drivers.priority_intake import PriorityIntake
 from drivers.outbox import EventOutbox
 from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, MISSING, Store
-from drivers.telemetry import DetectorActivity, Lateness, phase_view
+from drivers.telemetry import DetectorActivity, Lateness, PhaseActivity, phase_view
 from drivers.topics import dumps, parse_heartbeat
 from edge_agent import __version__
 from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_PREEMPT, MODE_RUN,
@@ -122,6 +122,7 @@ class Runtime:
         self.late = Lateness()
         self.late_log = [] if self.cfg.lateness_file else None
         self.activity = DetectorActivity()
+        self.phase_activity = PhaseActivity()
         self.boot_offer = None
         self.last_result = None
         self.state_key = None
@@ -130,6 +131,7 @@ class Runtime:
         self.reported_due = True
         self.reported_at = 0.0
         self.next_telemetry = 0         # monotonic ms of the next telemetry message
+        self.last_telemetry = None      # monotonic ms of the last one (its interval's start)
 
         boot = self.store.load_plan(self.verifier, wall_clock())
         self.boot = boot
@@ -332,6 +334,7 @@ class Runtime:
         self.history.put(out.events, wall_ms, now)
         self.status = self.agent.status(now)
         self.activity.sample(self.status["detectors"])
+        self.phase_activity.sample(now, out.vehicle, out.events)
         if link is not None:
             self._guard("publish", self._publish, now, out)
         return out
@@ -647,6 +650,9 @@ class Runtime:
             "phases": phase_view(st),
             "detectors": {"counts": counts, "occupancy_pct": occ,
                           "status": [_without(d, "pulses") for d in st["detectors"]]},
+            "period_s": self.cfg.telemetry_s,
+            "interval_s": self._interval_s(now),
+            "greens": self.phase_activity.take(),
             "drivers": {getattr(s, "name", "source%d" % i): _stats(s)
                         for i, s in enumerate(self.sources)},
             "counters": {"input": dict(self.counters), "junk": dict(self.junk),
@@ -659,6 +665,12 @@ class Runtime:
                          "rejected": dict(self.priority.rejected), "last": self.priority.last},
             "loop": self.late.take(),
         }
+
+
+    def _interval_s(self, now):
+        """Seconds the counts and greens of this message cover (since the last message)."""
+        last, self.last_telemetry = self.last_telemetry, now
+        return round((now - last) / 1000.0, 3) if last is not None else self.cfg.telemetry_s
 
 
 class NullLog:

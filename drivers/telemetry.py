@@ -6,8 +6,13 @@
     act = DetectorActivity()
     act.sample(agent.status(now)["detectors"])  # each step: presence and on-edges
     act.take(step_ms)            # counts and occupancy over the interval, then reset
+    ph = PhaseActivity()
+    ph.sample(now, out.vehicle, out.events)   # each step: greens and terminations
+    ph.take()                    # {"green_s": {phase: s}, "terminations": {phase: {...}}}
 """
 
+from edge_agent import events as ev
+from edge_agent.indications import GREEN
 
 
 
@@ -91,6 +96,41 @@ class DetectorActivity:
         occ = {str(c): round(100.0 * self.occupied.get(c, 0) / steps, 1) for c in channels}
         self.counts, self.occupied, self.steps = {}, {}, 0
         return counts, occ
+
+
+TERMINATION_NAMES = {ev.PHASE_GAP_OUT: "gap_out", ev.PHASE_MAX_OUT: "max_out",
+                     ev.PHASE_FORCE_OFF: "force_off"}
+
+
+class PhaseActivity:
+    """Per phase: seconds of green and terminations (gap-out, max-out, force-off) over one
+    interval, from the outputs each step (what a central planner needs besides volumes)."""
+
+    def __init__(self):
+        self.green_ms = {}
+        self.terms = {}
+        self.green_now = ()
+        self.last_ms = None
+
+    def sample(self, now, vehicle, events):
+        if self.last_ms is not None:
+            dt = now - self.last_ms
+            for p in self.green_now:
+                self.green_ms[p] = self.green_ms.get(p, 0) + dt
+        self.last_ms = now
+        self.green_now = [p for p in range(1, len(vehicle)) if vehicle[p] == GREEN]
+        for _, code, p in events:
+            name = TERMINATION_NAMES.get(code)
+            if name is not None:
+                d = self.terms.setdefault(p, {"gap_out": 0, "max_out": 0, "force_off": 0})
+                d[name] += 1
+
+    def take(self):
+        """{"green_s": {phase: s}, "terminations": {phase: counts}} for the interval; reset."""
+        out = {"green_s": {str(p): round(ms / 1000.0, 3) for p, ms in sorted(self.green_ms.items())},
+               "terminations": {str(p): d for p, d in sorted(self.terms.items())}}
+        self.green_ms, self.terms = {}, {}
+        return out
 
 
 def phase_view(status):

@@ -110,7 +110,7 @@ class FrontPanel:
             if iv == "red":
                 continue
             t = e["elapsed_ms"] / 1000
-            if iv == "green":
+            if iv in ("min_green", "extension", "green_rest"):
                 parts = ["\u00d8%d G %5.1f" % (p, t)]
                 if e["min_left_ms"]:
                     parts.append("min %4.1f" % (e["min_left_ms"] / 1000))

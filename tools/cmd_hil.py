@@ -3,6 +3,9 @@
     edge-agent hil run arterial            agent vs Webster fixed time, built-in simulator
     edge-agent hil sumo --duration 3600    agent vs SUMO's actuated and static programs
     edge-agent hil run arterial --export out/   ... and the agent's log for ATSPM (tools/export.py)
+    edge-agent hil sumo --net N --routes R[,EV] --map M [--additional A]   any SUMO network
+    edge-agent hil sumo map NET.net.xml    write a starting map, sites and loops to edit
+    edge-agent hil corridor                the corridor measurement (docs/corridor.md)
 
 `hil sumo` runs headless: the agent drives SUMO's traffic light through the
 bridge (hil.sumo.bridge), then SUMO runs its own controllers on the same
@@ -71,6 +74,10 @@ def sumo_lines(results):
 
 
 def run_sumo(args):
+    if args.action:
+        return sumo_map(args)
+    if args.net or args.map or args.routes:
+        return sumo_network(args)
     try:
         from hil.sumo import build
         from hil.sumo.bridge import run_sumo_program
@@ -126,6 +133,84 @@ def run_sumo(args):
     return 1 if faults else 0
 
 
+def sumo_map(args):
+    from hil.sumo.netmap import MapError, starting_map
+    if len(args.action) != 2 or args.action[0] != "map":
+        print("edge-agent hil sumo: expected 'map NET.net.xml', got %s" % " ".join(args.action),
+              file=sys.stderr)
+        return 2
+    try:
+        out = starting_map(args.action[1], args.out or ".")
+    except (MapError, OSError) as e:
+        print("edge-agent hil sumo map: %s" % e, file=sys.stderr)
+        return 2
+    print("map:   %s" % out["map"])
+    print("loops: %s (stop-bar loops, pass with --additional)" % out["loops"])
+    for s in out["sites"]:
+        print("site:  %s" % s)
+    print("Check each site's phases, detectors and timings before running them.")
+    return 0
+
+
+def sumo_network(args):
+    from hil.sumo.netmap import MapError, link_counts, load_map
+    from hil.sumo import network_rig
+    if not (args.net and args.map and args.routes):
+        print("edge-agent hil sumo: --net, --routes and --map go together", file=sys.stderr)
+        return 2
+    try:
+        m = load_map(args.map, link_counts(args.net))
+        for t in m.tls.values():
+            parse_site(t.site)
+    except MapError as e:
+        print("edge-agent hil sumo: the map does not fit the network:", file=sys.stderr)
+        for line in e.errors:
+            print("  " + line, file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print("edge-agent hil sumo: %s" % e, file=sys.stderr)
+        return 2
+    routes = args.routes.split(",")
+    additional = args.additional.split(",") if args.additional else []
+    print("%s: %d signals, %.0f s simulated, seed %d, 100 ms steps"
+          % (args.net, len(m.tls), args.duration, args.seed))
+    r = network_rig.run_agents(m, args.net, routes, additional, args.duration, args.seed)
+    results = {"edge-agent": r["measures"],
+               "sumo-actuated": network_rig.run_program("actuated", m, args.net, routes, additional,
+                                                        args.duration, args.seed)}
+    for line in network_lines(results):
+        print("  " + line)
+    hours = len(m.tls) * args.duration / 3600.0
+    print("  agents' share of wall time %.1f %% (%.3f s of %.3f s); core %.0f ms per "
+          "intersection-hour; %d light changes pushed"
+          % (100.0 * r["agents_s"] / r["wall_s"], r["agents_s"], r["wall_s"],
+             1000.0 * r["agents_s"] / hours if hours else 0, r["measures"]["pushes"]))
+    faults = {t: f for t, f in r["faults"].items() if f}
+    if faults:
+        print("  AGENT FAULTS: %s" % faults)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"seed": args.seed, "duration_s": args.duration, "results": results}, f, indent=1)
+    return 1 if faults else 0
+
+
+NETWORK_COLUMNS = (("completed", "completed", "%d"), ("unfinished", "unfinished", "%d"),
+                   ("time loss", "mean_time_loss_s", "%.1f s"),
+                   ("e2e travel", "e2e_travel_time_s", "%.1f s"),
+                   ("e2e speed", "e2e_speed_kmh", "%.1f km/h"), ("e2e stops", "e2e_stops", "%.2f"),
+                   ("EV travel", "ev_travel_time_s", "%.1f s"))
+
+
+def network_lines(results, columns=NETWORK_COLUMNS):
+    """A table of trip measures: one row per run (None shows as '-')."""
+    head = ("run",) + tuple(c[0] for c in columns)
+    rows = [(name,) + tuple("-" if m.get(key) is None else fmt % m[key] for _, key, fmt in columns)
+            for name, m in results.items()]
+    w = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    fmt = "  ".join(["%-{}s".format(w[0])] + ["%{}s".format(x) for x in w[1:]])
+    return [fmt % head, "  ".join("-" * x for x in w)] + [fmt % r for r in rows]
+
+
 def register(sub):
     p = sub.add_parser("hil", help="run the agent in the hardware-in-the-loop rig's simulators",
                        description=__doc__.split("\n\n")[0])
@@ -149,4 +234,13 @@ def register(sub):
                    help="site JSON for the agent and SUMO's programs (default hil/sumo/network/arterial.site.json)")
     s.add_argument("--json", metavar="PATH", help="write the measures as JSON")
     add_export_arguments(s)
+    s.add_argument("action", nargs="*", metavar="map NET.net.xml",
+                   help="'map NET.net.xml': write a starting map, sites and loops (see --out)")
+    s.add_argument("--out", metavar="DIR", help="where 'map' writes (default: here)")
+    s.add_argument("--net", metavar="NET.net.xml", help="your own SUMO network (with --routes, --map)")
+    s.add_argument("--routes", metavar="R.rou.xml[,EV.rou.xml]", help="route files, comma-separated")
+    s.add_argument("--map", metavar="MAP.json", help="which site runs each traffic light (docs/corridor.md)")
+    s.add_argument("--additional", metavar="A.add.xml[,...]", help="additional files (induction loops)")
     s.set_defaults(func=run_sumo)
+    from tools import corridor_table
+    corridor_table.add_parser(hsub)

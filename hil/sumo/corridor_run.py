@@ -1,0 +1,258 @@
+"""The corridor measurement: SUMO's programs, a frozen green wave, free agents, agents with the brain.
+
+    loop = BrainLoop(corridor_map, brain_config(...), seed=1)     # the brain's side of the rig
+    r = run_agents(m, net, routes, loops, 3600, seed, hooks=loop)
+    loop.flag_log, loop.plans
+
+``BrainLoop`` plays, in virtual time, what the broker and the agents' runtimes
+do in the field: each agent's telemetry every report period (1 s by default)
+with jitter and a delivery delay, stamped with the source's own time; the
+brain's heartbeat and signed plans delivered to each agent, checked by the
+agent's own envelope verifier and handed to its supervisor. Faults: a
+source's volumes scaled, a source reporting every 60 s, the brain killed and
+restarted from its store and the retained plans, one agent's link dropped.
+"""
+
+import heapq
+import json
+import random
+
+from drivers.telemetry import PhaseActivity
+from edge_agent.envelope import HMAC, Policy, Verifier
+from edge_agent.intersection import parse_site
+from edge_agent.supervisor import CentralPlan, LinkPolicy
+
+from hil.brain.brain import Brain
+from hil.sumo import network_rig
+
+WALL0 = 1_767_225_600          # 2026-01-01 00:00 UTC: the rig's wall clock starts at a midnight
+KEY = {"kid": "corridor-brain", "secret": "5c" * 32}
+HOLDOVER_MS = 300_000          # agents keep a central plan 5 min after losing central
+
+
+def brain_config(netmap, corridor, **over):
+    """The brain's config for a built corridor: its signals in EB order, at their x."""
+    xs = corridor_positions(corridor)
+    cfg = {"site": "corridor", "key": dict(KEY),
+           "corridor": [{"id": tls, "site": netmap.tls[tls].site, "x": xs[tls]}
+                        for tls in corridor.signals]}
+    cfg.update(over)
+    return cfg
+
+
+def corridor_positions(corridor):
+    from hil.sumo.corridor import SPACING
+    spacing = json.loads((corridor.dir / "spacing.json").read_text()) \
+        if (corridor.dir / "spacing.json").exists() else SPACING
+    x, out = 0.0, {}
+    for i, s in enumerate(spacing[:-1]):
+        x += s
+        out["J%d" % (i + 1)] = x
+    return out
+
+
+class Reporter:
+    """One agent's telemetry as its runtime composes it: counts, occupancy, greens."""
+
+    def __init__(self, period_ms, first_ms):
+        self.period_ms = period_ms
+        self.next_ms = first_ms
+        self.last_ms = 0
+        self.counts, self.occ, self.steps = {}, {}, 0
+        self.phases = PhaseActivity()
+
+    def seen(self, r):
+        self.steps += 1
+        for ch, n in r.pulses.items():
+            if n:
+                self.counts[ch] = self.counts.get(ch, 0) + n
+        for ch, on in r.detectors.items():
+            if on:
+                self.occ[ch] = self.occ.get(ch, 0) + 1
+
+    def take(self, now, channels, scale=1.0):
+        steps = max(1, self.steps)
+        msg = {"ts": round(WALL0 + now / 1000.0, 3), "ms": now,
+               "period_s": self.period_ms / 1000.0, "interval_s": (now - self.last_ms) / 1000.0,
+               "detectors": {"counts": {str(c): round(self.counts.get(c, 0) * scale, 3) for c in channels},
+                             "occupancy_pct": {str(c): round(100.0 * self.occ.get(c, 0) / steps, 2)
+                                               for c in channels}},
+               "greens": self.phases.take()}
+        self.counts, self.occ, self.steps = {}, {}, 0
+        self.last_ms = now
+        return msg
+
+
+class BrainLoop:
+    """The brain, the broker and the agents' link in one virtual-time loop (run_agents hooks)."""
+
+    def __init__(self, netmap, config, seed=1, control=True, period_s=None, scale=None,
+                 kill=None, drop=None, delay_s=(0.05, 0.5), jitter_ms=100):
+        self.map = netmap
+        self.config = config
+        self.control = control                   # False: the brain listens, agents run free
+        self.rng = random.Random(seed)
+        self.delay_s, self.jitter_ms = delay_s, jitter_ms
+        self.scale = scale or {}                 # {tls: factor on reported volumes}
+        self.kill = kill                         # (from_ms, to_ms): brain down
+        self.drop = drop                         # (tls, from_ms, to_ms): that agent's link down
+        self.link_policy = LinkPolicy(loss_ms=3000, holdover_ms=HOLDOVER_MS, stable_ms=10_000)
+        self.brain = Brain(config, now_ms=0)
+        key = bytes.fromhex(config["key"]["secret"])
+        self.verifiers = {t: Verifier(parse_site(tm.site), {config["key"]["kid"]: (HMAC, key)}, Policy())
+                          for t, tm in netmap.tls.items()}
+        self.channels = {t: sorted(tm.loops.values()) for t, tm in netmap.tls.items()}
+        periods = period_s or {}
+        self.reporters = {t: Reporter(int(periods.get(t, 1.0) * 1000),
+                                      int(periods.get(t, 1.0) * 1000)) for t in netmap.tls}
+        self.queue = []                          # (deliver ms, n, topic, payload)
+        self.n = 0
+        self.pending = {t: {} for t in netmap.tls}
+        self.active = {t: None for t in netmap.tls}
+        self.retained = {}                       # what the broker keeps: plan/desired per topic
+        self.rejected = []                       # (ms, tls, reason) envelopes an agent refused
+        self.accepted = {t: [] for t in netmap.tls}   # (ms, version, plan id)
+        self.snapshot = None
+        self.restarts = []                       # (ms killed, ms planning again)
+        self._dead = False
+
+    # hooks called by network_rig.run_agents ----------------------------------
+
+    def inputs(self, now, tls):
+        p = self.pending[tls]
+        if not p and not self.control:
+            return None
+        self.pending[tls] = {}
+        p["link_up"] = self.control and not self._dropped(tls, now)
+        return p
+
+    def after(self, now, tls, out):
+        self.reporters[tls].phases.sample(now, out.vehicle, out.events)
+
+    def seen(self, now, tls, r):
+        self.reporters[tls].seen(r)
+
+    def tick(self, now, rig):
+        for tls, rep in self.reporters.items():
+            if now >= rep.next_ms:
+                msg = rep.take(now, self.channels[tls], self.scale.get(tls, 1.0))
+                # whole 100 ms steps, floored: -100 or 0 ms, +100 ms once in 201 draws
+                # (the draws of the recorded measurement; docs/corridor.md)
+                jitter = self.rng.randint(-self.jitter_ms, self.jitter_ms) // 100 * 100
+                rep.next_ms = now + rep.period_ms + jitter
+                if self._dropped(tls, now):
+                    continue
+                delay = int(self.rng.uniform(*self.delay_s) * 1000)
+                topic = self.brain.topics[tls].telemetry
+                heapq.heappush(self.queue, (now + delay, self.n, topic, json.dumps(msg).encode()))
+                self.n += 1
+        self._brain_life(now)
+        while self.queue and self.queue[0][0] <= now:
+            _, _, topic, payload = heapq.heappop(self.queue)
+            if not self._dead:
+                self.brain.receive(now, topic, payload)
+        if self._dead:
+            return
+        for topic, payload, retain, _ in self.brain.tick(now, WALL0 + now / 1000.0):
+            if retain:
+                self.retained[topic] = payload
+                if self.restarts and self.restarts[-1][1] is None:
+                    self.restarts[-1] = (self.restarts[-1][0], now)
+            if not self.control:
+                continue
+            if topic.endswith("/heartbeat"):
+                for tls in self.pending:
+                    if not self._dropped(tls, now):
+                        self.pending[tls]["heartbeat"] = True
+            else:
+                tls = topic.split("/")[3]
+                if not self._dropped(tls, now):
+                    self._offer(now, tls, payload)
+
+    # -------------------------------------------------------------------------
+
+    def _offer(self, now, tls, payload):
+        res = self.verifiers[tls].check(payload, self.active[tls], WALL0 + now / 1000.0)
+        if not res.ok:
+            self.rejected.append((now, tls, res.reason + ": " + res.message))
+            return
+        self.active[tls] = res.version
+        self.accepted[tls].append((now, res.version, res.plan.id))
+        self.pending[tls]["central_plan"] = CentralPlan(res.plan, res.version)
+
+    def _dropped(self, tls, now):
+        return self.drop is not None and tls == self.drop[0] and self.drop[1] <= now < self.drop[2]
+
+    def _brain_life(self, now):
+        if self.kill is None:
+            return
+        if not self._dead and self.kill[0] <= now < self.kill[1]:
+            self.snapshot = json.loads(json.dumps(self.brain.snapshot()))   # what its store holds
+            self.history_before = (self.brain.flag_log, self.brain.plans)
+            self._dead = True
+        elif self._dead and now >= self.kill[1]:
+            self.brain = Brain(self.config, now_ms=now, store=self.snapshot)
+            for topic, payload in sorted(self.retained.items()):
+                self.brain.receive(now, topic, payload)
+            self.brain.flag_log = self.history_before[0] + self.brain.flag_log
+            self.brain.plans = self.history_before[1] + self.brain.plans
+            self.restarts.append((now, None))
+            self._dead = False
+
+    @property
+    def flag_log(self):
+        return self.brain.flag_log
+
+    @property
+    def plans(self):
+        return self.brain.plans
+
+
+def frozen_plan(loop, wall_end_s):
+    """The brain's plan from the whole run's telemetry (a fresh brain, no bounded step):
+    the best-informed fixed-time green wave. {tls: {cycle, offset, splits}}."""
+    cfg = dict(loop.config)
+    cfg["window_s"] = int(wall_end_s - WALL0) // 60 * 60
+    b = Brain(cfg, now_ms=0)
+    b.bins = loop.brain.bins
+    b.plan(wall_end_s)
+    return {tls: {"cycle": c, "offset": o, "splits": {str(p): s for p, s in sp.items()}}
+            for tls, (c, sp, o) in b.current.items()}
+
+
+# ---------------------------------------------------------------- the table
+
+CASES = ("sumo-static", "sumo-actuated", "green-wave", "agents-free", "agents-brain")
+FAULTS = ("scaled-3x", "slow-60s", "brain-killed", "link-dropped")
+
+
+def run_case(case, corridor, netmap, duration_s, seed, frozen=None):
+    """One row for one seed: measures, plus what the brain did when there is one."""
+    routes = [corridor.routes, corridor.ev_routes]
+    add = [corridor.loops]
+    if case == "sumo-static":
+        return {"measures": network_rig.run_program("netconvert", netmap, corridor.net, routes, add,
+                                                    duration_s, seed)}
+    if case == "sumo-actuated":
+        return {"measures": network_rig.run_program("actuated", netmap, corridor.net, routes, add,
+                                                    duration_s, seed)}
+    if case == "green-wave":
+        return {"measures": network_rig.run_program("static", netmap, corridor.net, routes, add,
+                                                    duration_s, seed, coord=frozen)}
+    cfg = brain_config(netmap, corridor)
+    kw = {}
+    mid = int(duration_s * 1000) // 2
+    if case == "agents-free":
+        kw["control"] = False
+    elif case == "scaled-3x":
+        kw["scale"] = {corridor.signals[2]: 3.0}
+    elif case == "slow-60s":
+        kw["period_s"] = {corridor.signals[2]: 60.0}
+    elif case == "brain-killed":
+        kw["kill"] = (mid, mid + 120_000)
+    elif case == "link-dropped":
+        kw["drop"] = (corridor.signals[3], mid - 600_000, mid + 600_000)
+    loop = BrainLoop(netmap, cfg, seed=seed, **kw)
+    r = network_rig.run_agents(netmap, corridor.net, routes, add, duration_s, seed, hooks=loop)
+    r["loop"] = loop
+    return r
