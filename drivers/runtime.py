@@ -26,21 +26,18 @@ from drivers.history import EventHistory
 from drivers.intake import ACCEPTED, CURRENT, Intake, PlanResult, REJECTED
 from drivers.localtime import site_zone, utc_offset_ms
 from drivers.mqtt_link import CMD, HEARTBEAT, PLAN, PRIORITY
+from drivers.onsite import OnSite
 from drivers.priority_intake import PriorityIntake
 from drivers.outbox import EventOutbox
 from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, MISSING, Store
 from drivers.telemetry import DetectorActivity, Lateness, PhaseActivity, phase_view
 from drivers.topics import dumps, parse_heartbeat
 from edge_agent import __version__
-from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_PREEMPT, MODE_RUN,
-                              MODE_STARTUP_ALL_RED, MODE_STARTUP_FLASH, RESET_LOCAL_COMMAND,
-                              RESET_PANEL, RESET_SOURCES)
+from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_PREEMPT,
+                              MODE_STARTUP_ALL_RED, MODE_STARTUP_FLASH)
 from edge_agent.envelope import Verifier
-from edge_agent.events import (BOOT_PLAN, LINK_DOWN, LINK_UP, FLASH_RESET, FLASH_RESET_REFUSED, LOCAL_CONTROL_HELD,
-                               MANUAL_PED_CALL, MANUAL_VEHICLE_CALL)
-from edge_agent.events import name as event_name
-from edge_agent.monitor import Fault, FAULT_NAMES
-from edge_agent.supervisor import SOURCE_CENTRAL, CentralPlan, LinkPolicy
+from edge_agent.events import BOOT_PLAN, LINK_DOWN, LINK_UP
+from edge_agent.supervisor import CentralPlan, LinkPolicy
 
 # Vendor event codes written by the runtime into the event stream (docs/protocols/mqtt.md).
 BOOT_SOURCES = {FROM_ACTIVE: 1, FROM_LAST_GOOD: 2}
@@ -147,24 +144,9 @@ class Runtime:
             self.log("info", "stored central plan loaded", source=boot.source,
                      version=a.version, plan_id=a.plan.id)
         # A latched flash survives a restart and a power cycle: boot straight into it.
-        latch = self.store.load_latch()
-        self.latch_saved = latch is not None
+        self.onsite = OnSite(site, self.store, self.cfg, self.log)
         self.agent = Agent(site, now=monotonic_ms(), link_policy=self.cfg.policy,
-                           latched=Fault.from_dict(latch) if latch is not None else None)
-        if latch is not None:
-            self.log("warning", "booting into the latched flash", rule=FAULT_NAMES.get(
-                latch["code"], latch["code"]), detail=latch.get("detail", ""))
-        self.control = None
-        if self.cfg.control_socket:
-            from drivers.local_control import LocalControl
-            self.control = LocalControl(self.cfg.control_socket, self.log, self.cfg.allow_trip)
-        self.panel = None
-        self.local_until = None
-        if self.cfg.panel:
-            from drivers.panel import Panel
-            host, port = self.cfg.panel
-            self.panel = Panel(host, port, self.cfg.panel_password_hash, self.log,
-                               "%s %s" % (site.intersection, site.name))
+                           latched=self.onsite.boot_fault())
         self.outbox = EventOutbox(os.path.join(prov.store_dir, "events"),
                                   capacity=self.cfg.events_capacity, fsync=self.cfg.fsync)
         self.zone = site_zone(site.time_zone)
@@ -231,10 +213,7 @@ class Runtime:
             sys.setswitchinterval(old_switch)
 
     def _start(self):
-        if self.control is not None:
-            self.control.start()
-        if self.panel is not None:
-            self.panel.start()
+        self.onsite.start()
         self.outbox.start()
         self.history.start()
         self.intake.start()
@@ -258,10 +237,7 @@ class Runtime:
             _quiet(o.stop)
         self.outbox.stop()
         self.history.stop()
-        if self.control is not None:
-            _quiet(self.control.stop)
-        if self.panel is not None:
-            _quiet(self.panel.stop)
+        self.onsite.stop()
         if self.late_log is not None:
             try:
                 with open(self.cfg.lateness_file, "w") as f:
@@ -296,38 +272,17 @@ class Runtime:
         if self.hold_until is not None and now >= self.hold_until:
             self.hold_until = None
         inputs.hold_central_ms = self.hold_until
-        requests = self.control.take() if self.control is not None else ()
-        latched = None
-        for r in requests:
-            if r.cmd == "flash-reset":
-                inputs.flash_reset = RESET_LOCAL_COMMAND
-                latched = self.agent.status(now)["fault"]
-            elif r.cmd == "trip":
-                inputs.external_fault = "fault injected on the local socket: %s" % r.detail
-        actions = self.panel.take() if self.panel is not None else ()
-        done = [self._panel_action(a, now, inputs) for a in actions]
-        if any(a.action == "flash-reset" for a in actions) and latched is None:
-            latched = self.agent.status(now)["fault"]
-        if self.local_until is not None and now >= self.local_until:
-            self.local_until = None
-        inputs.local_until_ms = self.local_until
+        pending = self.onsite.before_step(now, inputs, self.agent)
         # The lead time of a priority request depends on the plan the controller runs.
         inputs.priority = self.priority.take(now, wall_ms / 1000, self.agent.plan)
         out = self.agent.step(now, inputs)
-        if done:
-            out.events.extend(e for e in done if e is not None)
-        # The latch is on disk before the flash reaches the load switches: a
-        # power cut a moment later still boots into flash.
-        self._guard("latch", self._persist_latch, out)
+        out.events.extend(pending.events)
+        # The latch is on disk before the flash reaches the load switches.
+        self._guard("latch", self.onsite.persist, out)
         self._log_transitions(out)
         for o in self.outputs:
             self._guard("output", o.write, now, out)
-        for r in requests:
-            self._answer(r, now, out, latched)
-        for a in actions:
-            self._answer_action(a, now, out, latched)
-        if self.panel is not None:
-            self._guard("panel", self._publish_panel, now, out, wall_ms)
+        self._guard("on-site", self.onsite.after_step, now, out, pending, self.agent, wall_ms)
         self.out = out
         self.step_no += 1
         self.outbox.put(out.events, wall_ms)
@@ -338,91 +293,6 @@ class Runtime:
         if link is not None:
             self._guard("publish", self._publish, now, out)
         return out
-
-    def _persist_latch(self, out):
-        if out.fault is not None and not self.latch_saved:
-            self.store.save_latch(out.fault.to_dict())
-            self.latch_saved = True
-            self.log("warning", "flash latched", code=out.fault.code, rule=out.fault.rule,
-                     reason=out.fault.detail)
-        elif out.fault is None and self.latch_saved:
-            self.store.clear_latch()
-            self.latch_saved = False
-        for ms, code, param in out.events:
-            if code == FLASH_RESET:
-                self.log("warning", "latched flash reset on site", source=RESET_SOURCES[param])
-
-    def _answer(self, r, now, out, latched):
-        """Answer a local command from this step's outputs."""
-        if r.cmd == "status":
-            r.reply({"ok": True, "status": self.agent.status(now)})
-        elif r.cmd == "trip":
-            r.reply({"ok": out.fault is not None,
-                     "fault": out.fault.to_dict() if out.fault is not None else None})
-        elif any(code == FLASH_RESET for _, code, _ in out.events):
-            r.reply({"ok": True, "cleared": latched})
-        elif any(code == FLASH_RESET_REFUSED for _, code, _ in out.events):
-            left = self.agent.flash_remaining(now)
-            r.reply({"ok": False, "remaining_ms": left, "fault": latched,
-                     "error": "minimum flash time: %.1f s still to run before a reset"
-                     % (left / 1000)})
-        else:
-            r.reply({"ok": False, "error": "no latched fault: the unit is not in fault flash"})
-
-    # -- the front panel --------------------------------------------------------------------
-
-    def _panel_action(self, a, now, inputs):
-        """Feed a technician's action into this step's inputs; returns its event or None."""
-        site = self.site
-        if a.action == "flash-reset":
-            inputs.flash_reset = RESET_PANEL
-            return None
-        if a.action == "vehicle-call":
-            dets = [d for d in site.detectors if d.phase == a.phase]
-            if not dets:
-                return None
-            ch = ([d for d in dets if d.locking] or dets)[0].channel
-            inputs.pulses = _merged(inputs.pulses, ch, 1)
-            return (now, MANUAL_VEHICLE_CALL, a.phase)
-        if a.action == "ped-call":
-            dets = [d for d in site.ped_detectors if d.phase == a.phase]
-            if not dets:
-                return None
-            inputs.peds = _merged(inputs.peds, dets[0].channel, True)
-            return (now, MANUAL_PED_CALL, a.phase)
-        if a.action == "local-control":
-            self.local_until = now + int(a.minutes * 60000)
-            return (now, LOCAL_CONTROL_HELD, int(round(a.minutes)))
-        return None
-
-    def _answer_action(self, a, now, out, latched):
-        site = self.site
-        if a.action == "flash-reset":
-            if any(code == FLASH_RESET for _, code, _ in out.events):
-                a.reply({"ok": True, "message": "flash reset; cleared: %s"
-                         % (latched or {}).get("detail", "")})
-            elif any(code == FLASH_RESET_REFUSED for _, code, _ in out.events):
-                a.reply({"ok": False, "error": "minimum flash time: %.1f s still to run"
-                         % (self.agent.flash_remaining(now) / 1000)})
-            else:
-                a.reply({"ok": False, "error": "no latched fault: the unit is not in fault flash"})
-        elif a.action == "vehicle-call":
-            ok = any(d.phase == a.phase for d in site.detectors)
-            a.reply({"ok": True, "message": "vehicle call on phase %d" % a.phase} if ok else
-                    {"ok": False, "error": "phase %d has no vehicle detector" % a.phase})
-        elif a.action == "ped-call":
-            ok = any(d.phase == a.phase for d in site.ped_detectors)
-            a.reply({"ok": True, "message": "pedestrian call on phase %d" % a.phase} if ok else
-                    {"ok": False, "error": "phase %d has no push button" % a.phase})
-        else:
-            a.reply({"ok": True, "message": "local control for %s min" % a.minutes})
-        self.log("warning" if a.action == "flash-reset" else "info",
-                 "front panel action", action=a.action, phase=a.phase, minutes=a.minutes)
-
-    def _publish_panel(self, now, out, wall_ms):
-        when = _local_iso(wall_ms)
-        named = [(when, ms, code, param, event_name(code)) for ms, code, param in out.events]
-        self.panel.publish(self.agent.status(now), named)
 
     def _log_transitions(self, out):
         """The central link lost at warning, back at info (a latched flash: _persist_latch)."""
@@ -690,20 +560,6 @@ def _without(d, key):
     out = dict(d)
     out.pop(key, None)
     return out
-
-
-def _merged(d, key, value):
-    out = dict(d or {})
-    out[key] = value
-    return out
-
-
-def _local_iso(wall_ms):
-    """Wall time in the unit's local zone, with its offset, to the millisecond."""
-    t = time.localtime(wall_ms / 1000)
-    off = t.tm_gmtoff
-    return "%s.%03d%s%02d:%02d" % (time.strftime("%Y-%m-%dT%H:%M:%S", t), wall_ms % 1000,
-                                   "+" if off >= 0 else "-", abs(off) // 3600, abs(off) % 3600 // 60)
 
 
 def _stats(s):
