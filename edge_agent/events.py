@@ -141,4 +141,7 @@ NAMES = {
 
 def name(code):
     """The readable name of an event code."""
-    return NAMES.get(code, "event %d" % code)
+    n = NAMES.get(code)
+    if n is None and SPLIT_CHANGE_BASE <= code < SPLIT_CHANGE_BASE + 16:
+        n = "split change, phase %d" % (code - SPLIT_CHANGE_BASE + 1)
+    return n or "event %d" % code

@@ -20,20 +20,17 @@ its PBKDF2-SHA256 hash (200,000 iterations, random salt, as
 and it is never printed or logged. Secret files are created with mode 0600.
 """
 
-import base64
 import getpass
-import hashlib
-import hmac
 import json
 import os
 import sys
 
 from drivers.keys import generate_key
+from drivers.panel import check_password, hash_password  # noqa: F401 (tests use both from here)
 from edge_agent.intersection import parse_site
 from edge_agent.standard import standard_site
 from edge_agent.validate import ConfigError
 
-PBKDF2_ITERATIONS = 200_000
 MIN_PASSWORD = 8
 
 
@@ -60,27 +57,6 @@ def register(sub):
     n.add_argument("--out", required=True, help="directory to write the bundle into")
     n.add_argument("--force", action="store_true", help="overwrite an existing bundle")
     n.set_defaults(func=cmd_new)
-
-
-def hash_password(password, salt=None, iterations=PBKDF2_ITERATIONS):
-    """'pbkdf2_sha256$iterations$salt$hash' (salt and hash in base64): PBKDF2-HMAC-SHA256."""
-    salt = salt if salt is not None else os.urandom(16)
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
-    return "pbkdf2_sha256$%d$%s$%s" % (iterations, base64.b64encode(salt).decode(),
-                                      base64.b64encode(digest).decode())
-
-
-def check_password(password, stored):
-    """True when `password` matches a hash_password() string (constant-time compare)."""
-    try:
-        scheme, iterations, salt, digest = stored.split("$")
-        if scheme != "pbkdf2_sha256":
-            return False
-        got = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), base64.b64decode(salt),
-                                  int(iterations))
-        return hmac.compare_digest(got, base64.b64decode(digest))
-    except (ValueError, AttributeError, TypeError):
-        return False
 
 
 def template_site(name):
