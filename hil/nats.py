@@ -41,7 +41,7 @@ def unit_permissions(unit):
     own = "tsc.v1.*.%s." % unit
     return {"publish": [own + w for w in ("state", "plan.reported", "plan.verdict.*",
                                           "telemetry", "events", "cmd.result")],
-            "subscribe": [own + "plan.desired", own + "cmd", own + "events.ack",
+            "subscribe": [own + "plan.desired", own + "cmd", own + "events.ack", own + "priority",
                           "tsc.v1.*.central.heartbeat", "$MQTT.sub.>"]}
 
 
