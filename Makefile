@@ -25,7 +25,7 @@ $(VENV)/bin/python:
 	$(PY) -m pip install -q --upgrade pip
 
 $(VENV)/.rig: pyproject.toml $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[rig,drivers]'
+	$(PY) -m pip install -q -e '.[rig,drivers,atspm]'
 	touch $@
 
 $(VENV)/.dev: pyproject.toml $(VENV)/bin/python
