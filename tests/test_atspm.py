@@ -31,6 +31,7 @@ START = "2026-06-15 07:00"          # EDT, UTC-4, in the scenario site's zone
 CHATTER_CH = 4                      # SB through/right stop bar, phase 4
 CHATTER_FROM, CHATTER_TO = 600_000, 660_000
 FLASH_AT = 1_500_000
+OMIT_PHASE, OMIT_FROM, OMIT_TO = 3, 300_000, 420_000     # an outside omit request, 07:05-07:07
 
 
 class AllGreenFrom(BrokenAtStep):
@@ -57,7 +58,8 @@ def coordinated(sc_site):
     return site
 
 
-def rig_run(tmp_path, name, duration_s, site_dict=None, chatter=False, flash_at=None):
+def rig_run(tmp_path, name, duration_s, site_dict=None, chatter=False, flash_at=None,
+            omit=False):
     """Run the agent on the arterial simulator, export it, run atspm over it.
 
     Returns (site, events as (mono ms, code, param), atspm tables, on-edges fed per channel)."""
@@ -82,7 +84,9 @@ def rig_run(tmp_path, name, duration_s, site_dict=None, chatter=False, flash_at=
             level[ch] = raw
         if flash_at is not None and now == flash_at:
             agent.controller = AllGreenFrom(agent.controller, flash_at)
-        out = agent.step(now, Inputs(detectors=levels, pulses=pulses, peds=inputs.peds))
+        mask = 1 << OMIT_PHASE if omit and OMIT_FROM <= now < OMIT_TO else 0
+        out = agent.step(now, Inputs(detectors=levels, pulses=pulses, peds=inputs.peds,
+                                     omit=mask))
         events.extend(out.events)
         return out.vehicle
 
@@ -111,7 +115,7 @@ def faults(tmp_path_factory):
         if d["channel"] == CHATTER_CH:
             d["erratic"] = 120              # on-edges per minute; the injected chatter is 600
     return rig_run(tmp_path_factory.mktemp("faults"), "faults", 1800, site,
-                   chatter=True, flash_at=FLASH_AT)
+                   chatter=True, flash_at=FLASH_AT, omit=True)
 
 
 def atspm_terminations(tables):
@@ -220,6 +224,23 @@ def test_a_monitor_fault_flash_reads_as_flash(faults):
     assert len(flash) == 1
     assert str(flash["StartTime"].iloc[0]) == "2026-06-15 07:25:00"
     assert tl[tl["EventClass"] == "Flash - Not Flash"].empty
+
+
+def test_phase_check_and_omit_events_reach_atspm(faults):
+    """Codes the phase machine logs (2 phase check, 46/47 omit on/off) are in the export
+    as logged, and atspm's timeline shows the omit at its local times."""
+    _, events, tables, _, _ = faults
+    raw = tables["raw_data"]
+    checks = sum(1 for t, c, p in events if c == 2)
+    assert checks > 0
+    assert int((raw["EventId"] == 2).sum()) == checks
+    assert [(t, c, p) for t, c, p in events if c in (46, 47)] == [
+        (OMIT_FROM, 46, OMIT_PHASE), (OMIT_TO, 47, OMIT_PHASE)]
+    tl = tables["timeline"]
+    omit = tl[tl["EventClass"] == "Phase Omit"]
+    assert [(str(a), str(b), int(p)) for a, b, p in
+            zip(omit["StartTime"], omit["EndTime"], omit["EventValue"])] == [
+        ("2026-06-15 07:05:00", "2026-06-15 07:07:00", OMIT_PHASE)]
 
 
 def test_report_draws_every_chart_from_atspm_into_one_self_contained_page(faults, tmp_path):
