@@ -27,6 +27,7 @@ from drivers.intake import ACCEPTED, CURRENT, Intake, PlanResult, REJECTED
 from drivers.localtime import site_zone, utc_offset_ms
 from drivers.mqtt_link import CMD, HEARTBEAT, PLAN, PRIORITY
 from drivers.onsite import OnSite
+from drivers.publishing import Publisher
 from drivers.priority_intake import PriorityIntake
 from drivers.outbox import EventOutbox
 from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, MISSING, Store
@@ -122,13 +123,6 @@ class Runtime:
         self.phase_activity = PhaseActivity()
         self.boot_offer = None
         self.last_result = None
-        self.state_key = None
-        self.mode_since = None
-        self.mode_prev = None
-        self.reported_due = True
-        self.reported_at = 0.0
-        self.next_telemetry = 0         # monotonic ms of the next telemetry message
-        self.last_telemetry = None      # monotonic ms of the last one (its interval's start)
 
         boot = self.store.load_plan(self.verifier, wall_clock())
         self.boot = boot
@@ -170,6 +164,8 @@ class Runtime:
             self.topics = Topics(link_cfg.site, site.intersection)
             make = link_factory or MqttLink
             self.link = make(link_cfg, self.topics, self.outbox, self.store, log=self.log)
+        self.publisher = Publisher(self.link, self.topics, self.cfg.telemetry_s,
+                                   self.cfg.reported_min_s, wall_clock, self.log)
         self.log.context = self._context
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -314,8 +310,7 @@ class Runtime:
     def _take_link(self, link, inputs):
         for what, detail in link.take_link_events():
             if what == "up":
-                self.state_key = None          # new session number: state again
-                self.reported_due = True
+                self.publisher.new_session()   # new session number: state again
         inputs.heartbeat = self._drain_link(link)
 
     def _take_results(self, now, inputs):
@@ -378,7 +373,7 @@ class Runtime:
         if r.status == CURRENT:
             return None
         self.last_result = r
-        self.reported_due = True
+        self.publisher.report_changed()
         self._verdict(r)
         if r.status == ACCEPTED:
             a = r.accepted
@@ -403,9 +398,7 @@ class Runtime:
         self.last_command["command"] = res.name
         self.log("info", "command accepted", command=res.name, id=res.id, args=res.args)
         if res.name == "resend_state":
-            self.state_key = None
-            self.reported_due = True
-            self.next_telemetry = now
+            self.publisher.resend(now)
         elif res.name == "hold_plan":
             self.hold_until = now + int(res.args["seconds"] * 1000)
         elif res.name == "release_hold":
@@ -456,7 +449,7 @@ class Runtime:
         mode = mode_name(out.mode, out.source) if out is not None else "startup"
         d = {"online": online, "mode": mode, "agent": __version__,
              "plan": {"version": version, "id": pid, "source": source},
-             "since": self.mode_since, "session": self.link.session if self.link else 0}
+             "since": self.publisher.mode_since, "session": self.link.session if self.link else 0}
         if not online:
             d["reason"] = "shutdown"
         return dumps(d)
@@ -480,26 +473,10 @@ class Runtime:
         return dumps(d)
 
     def _publish(self, now, out):
-        link, t = self.link, self.topics
         version, pid, source = self.active_plan()
-        mode = mode_name(out.mode, out.source)
-        key = (mode, version, pid, source)
-        if mode != self.mode_prev:
-            self.mode_since = round(self.wall_clock(), 3)
-            self.log("info", "mode changed", new_mode=mode, previous=self.mode_prev)
-            self.mode_prev = mode
-        if key != self.state_key:
-            self.state_key = key
-            self.reported_due = True
-            link.retain(t.state, self._state_payload())
-        wall = time.monotonic()
-        if self.reported_due and wall - self.reported_at >= self.cfg.reported_min_s:
-            self.reported_due = False
-            self.reported_at = wall
-            link.retain(t.plan_reported, self._reported_payload())
-        if now >= self.next_telemetry:
-            self.next_telemetry = now + int(self.cfg.telemetry_s * 1000)
-            link.publish(t.telemetry, self.telemetry(now, out), qos=0)
+        self.publisher.step(now, mode_name(out.mode, out.source), (version, pid, source),
+                            self._state_payload, self._reported_payload,
+                            lambda: self.telemetry(now, out))
 
     def telemetry(self, now, out):
         """The telemetry message (a dict; the link thread serialises it)."""
@@ -521,7 +498,7 @@ class Runtime:
             "detectors": {"counts": counts, "occupancy_pct": occ,
                           "status": [_without(d, "pulses") for d in st["detectors"]]},
             "period_s": self.cfg.telemetry_s,
-            "interval_s": self._interval_s(now),
+            "interval_s": self.publisher.interval_s(now),
             "greens": self.phase_activity.take(),
             "drivers": {getattr(s, "name", "source%d" % i): _stats(s)
                         for i, s in enumerate(self.sources)},
@@ -536,11 +513,6 @@ class Runtime:
             "loop": self.late.take(),
         }
 
-
-    def _interval_s(self, now):
-        """Seconds the counts and greens of this message cover (since the last message)."""
-        last, self.last_telemetry = self.last_telemetry, now
-        return round((now - last) / 1000.0, 3) if last is not None else self.cfg.telemetry_s
 
 
 class NullLog:
