@@ -23,26 +23,25 @@ import sys
 import time
 
 from drivers.history import EventHistory
-from drivers.intake import ACCEPTED, CURRENT, Intake, PlanResult, REJECTED
+from drivers.intake import Intake, REJECTED
 from drivers.localtime import site_zone, utc_offset_ms
-from drivers.mqtt_link import CMD, HEARTBEAT, PLAN, PRIORITY
 from drivers.onsite import OnSite
 from drivers.publishing import Publisher
+from drivers.central_inbox import CentralInbox
 from drivers.priority_intake import PriorityIntake
 from drivers.outbox import EventOutbox
 from drivers.store import FROM_ACTIVE, FROM_LAST_GOOD, MISSING, Store
 from drivers.telemetry import DetectorActivity, Lateness, PhaseActivity, phase_view
-from drivers.topics import dumps, parse_heartbeat
+from drivers.topics import dumps
 from edge_agent import __version__
 from edge_agent.agent import (Agent, Inputs, MODE_FLASH, MODE_PREEMPT,
                               MODE_STARTUP_ALL_RED, MODE_STARTUP_FLASH)
 from edge_agent.envelope import Verifier
 from edge_agent.events import BOOT_PLAN, LINK_DOWN, LINK_UP
-from edge_agent.supervisor import CentralPlan, LinkPolicy
+from edge_agent.supervisor import LinkPolicy
 
 # Vendor event codes written by the runtime into the event stream (docs/protocols/mqtt.md).
 BOOT_SOURCES = {FROM_ACTIVE: 1, FROM_LAST_GOOD: 2}
-VERDICTS_KEPT = 8                 # retained plan/verdict/<version> topics kept per unit
 
 
 class RuntimeConfig:
@@ -105,13 +104,7 @@ class Runtime:
         self.outputs = list(outputs)
         self.store = Store(prov.store_dir, fsync=self.cfg.fsync)
         self.verifier = Verifier(site, prov.keys, prov.policy, ed25519_verify)
-        self.counters = {"heartbeats": 0, "heartbeat_bad": 0, "heartbeat_retained": 0,
-                         "plan_messages": 0, "plan_cleared": 0, "cmd_messages": 0,
-                         "other_messages": 0}
-        self.junk = {}                    # (topic kind, reason) -> count
-        self.hold_until = None
-        self.last_command = None
-        self.verdicts = []                # versions with a retained plan/verdict/<version>
+        self.counters = {}                # error counts here, message counts in the inbox
         self.step_no = 0
         self.now = 0
         self.out = None
@@ -122,7 +115,6 @@ class Runtime:
         self.activity = DetectorActivity()
         self.phase_activity = PhaseActivity()
         self.boot_offer = None
-        self.last_result = None
 
         boot = self.store.load_plan(self.verifier, wall_clock())
         self.boot = boot
@@ -133,7 +125,7 @@ class Runtime:
         active_env = None
         if boot.accepted is not None:
             a = boot.accepted
-            self.boot_offer = self._central(a)
+            self.boot_offer = CentralInbox.offer(a)
             active_env = bytes(a.envelope)
             self.log("info", "stored central plan loaded", source=boot.source,
                      version=a.version, plan_id=a.plan.id)
@@ -166,7 +158,14 @@ class Runtime:
             self.link = make(link_cfg, self.topics, self.outbox, self.store, log=self.log)
         self.publisher = Publisher(self.link, self.topics, self.cfg.telemetry_s,
                                    self.cfg.reported_min_s, wall_clock, self.log)
+        self.inbox = CentralInbox(self.link, self.topics, self.intake, self.priority,
+                                  self.publisher, self.counters, self.cfg, wall_clock, self.log)
         self.log.context = self._context
+
+    # What central sent, as the inbox keeps it (tests and tools read these).
+    junk = property(lambda self: self.inbox.junk)
+    hold_until = property(lambda self: self.inbox.hold_until)
+    last_command = property(lambda self: self.inbox.last_command)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -259,15 +258,13 @@ class Runtime:
         inputs.link_up = False
         if link is not None:
             inputs.link_up = link.connected
-            self._guard("link", self._take_link, link, inputs)
+            self._guard("link", self.inbox.take_link, link, inputs)
         if self.step_no == 0 and self.boot_offer is not None:
             inputs.central_plan = self.boot_offer
-        self._guard("intake", self._take_results, now, inputs)
+        self._guard("intake", self.inbox.take_results, now, inputs)
         for s in self.sources:
             self._guard("source", s.read, now, inputs)
-        if self.hold_until is not None and now >= self.hold_until:
-            self.hold_until = None
-        inputs.hold_central_ms = self.hold_until
+        inputs.hold_central_ms = self.inbox.hold(now)
         pending = self.onsite.before_step(now, inputs, self.agent)
         # The lead time of a priority request depends on the plan the controller runs.
         inputs.priority = self.priority.take(now, wall_ms / 1000, self.agent.plan)
@@ -307,127 +304,6 @@ class Runtime:
             self.log.limited(key, "error", "%s error in the control step" % what,
                              error=repr(e), where=getattr(fn, "__qualname__", what))
 
-    def _take_link(self, link, inputs):
-        for what, detail in link.take_link_events():
-            if what == "up":
-                self.publisher.new_session()   # new session number: state again
-        inputs.heartbeat = self._drain_link(link)
-
-    def _take_results(self, now, inputs):
-        for r in self.intake.results():
-            offer = self._result(r, now)
-            if offer is not None:
-                inputs.central_plan = offer
-
-    def _drain_link(self, link):
-        heartbeat = False
-        c = self.counters
-        for kind, payload, retain in link.received(self.cfg.messages_per_step):
-            if kind == HEARTBEAT:
-                if retain:
-                    # A retained heartbeat is an old one: it says nothing about central now.
-                    c["heartbeat_retained"] += 1
-                    self._junk("heartbeat", "retained", payload)
-                    continue
-                why = parse_heartbeat(payload)
-                if why is not None:
-                    c["heartbeat_bad"] += 1
-                    self._junk("heartbeat", why, payload)
-                    continue
-                c["heartbeats"] += 1
-                heartbeat = True
-            elif kind == PLAN:
-                c["plan_messages"] += 1
-                if not payload:
-                    c["plan_cleared"] += 1       # central removed the retained plan: keep ours
-                    continue
-                self.intake.submit(PLAN, payload)
-            elif kind == CMD:
-                c["cmd_messages"] += 1
-                self.intake.submit(CMD, payload)
-            elif kind == PRIORITY:
-                self.priority.submit(payload)
-            else:
-                c["other_messages"] += 1
-                self._junk("other", "unexpected_topic", payload)
-        return heartbeat
-
-    def _junk(self, topic, reason, payload):
-        key = topic + ":" + reason
-        self.junk[key] = self.junk.get(key, 0) + 1
-        self.log.limited(key, "warning", "bad message ignored", topic=topic, reason=reason,
-                         size=len(payload))
-
-    def _central(self, accepted):
-        exp = accepted.expires_at
-        offer = CentralPlan(accepted.plan, accepted.version,
-                            None if exp is None else int(exp * 1000))
-        return offer
-
-    def _result(self, r, now):
-        """Act on one intake result; returns a CentralPlan to offer the core, or None."""
-
-        if not isinstance(r, PlanResult):
-            self._command(r.outcome, now)
-            return None
-        if r.status == CURRENT:
-            return None
-        self.last_result = r
-        self.publisher.report_changed()
-        self._verdict(r)
-        if r.status == ACCEPTED:
-            a = r.accepted
-            self.log("info", "plan accepted", version=a.version, plan_id=a.plan.id, kid=a.kid)
-            return self._central(a)
-        self.junk["plan:" + r.reason] = self.junk.get("plan:" + r.reason, 0) + 1
-        self.log.limited("plan-rejected", "warning", "plan rejected", reason=r.reason,
-                         version=r.version, detail=r.message)
-        return None
-
-    def _command(self, res, now):
-        self.last_command = {"ok": res.ok, "id": getattr(res, "id", None),
-                             "at": round(self.wall_clock(), 3)}
-        if self.link is not None:       # central cmd waits for this verdict (QoS 1, by id)
-            self.link.publish(self.topics.cmd_result, self._command_result(res), qos=1)
-        if not res.ok:
-            self.last_command.update(reason=res.reason, message=res.message)
-            self.junk["cmd:" + res.reason] = self.junk.get("cmd:" + res.reason, 0) + 1
-            self.log.limited("cmd-rejected", "warning", "command rejected", reason=res.reason,
-                             detail=res.message)
-            return
-        self.last_command["command"] = res.name
-        self.log("info", "command accepted", command=res.name, id=res.id, args=res.args)
-        if res.name == "resend_state":
-            self.publisher.resend(now)
-        elif res.name == "hold_plan":
-            self.hold_until = now + int(res.args["seconds"] * 1000)
-        elif res.name == "release_hold":
-            self.hold_until = None
-
-    def _verdict(self, r):
-        """Each version's verdict, retained on its own topic: plan/reported keeps only the
-        latest (rate-limited), so a later plan could hide this one from central."""
-        if self.link is None or r.version is None:
-            return
-        d = {"version": r.version, "result": r.status, "at": round(r.at, 3)}
-        if r.status == REJECTED:
-            d.update(reason=r.reason, message=r.message)
-        t = self.topics
-        self.link.publish(t.plan_verdict(r.version), d, qos=1, retain=True)
-        if r.version not in self.verdicts:
-            self.verdicts.append(r.version)
-        for old in self.verdicts[:-VERDICTS_KEPT]:      # the broker keeps a few, not all
-            self.link.publish(t.plan_verdict(old), b"", qos=1, retain=True)
-        del self.verdicts[:-VERDICTS_KEPT]
-
-    def _command_result(self, res):
-        d = {"id": getattr(res, "id", None), "ok": res.ok, "at": round(self.wall_clock(), 3)}
-        if res.ok:
-            d["command"] = res.name
-        else:
-            d.update(reason=res.reason, message=res.message)
-        return d
-
     # -- what goes out ---------------------------------------------------------------------------
 
     def active_plan(self):
@@ -464,7 +340,7 @@ class Runtime:
         plan = self.status["plan"] if self.status is not None else {}
         if plan.get("pending") is not None:
             d["pending"] = {"id": plan["pending"], "version": plan["pending_version"]}
-        r = self.last_result
+        r = self.inbox.last_result
         if r is not None:
             d["last"] = {"result": r.status, "version": r.version, "at": round(r.at, 3)}
             if r.status == REJECTED:
@@ -493,7 +369,8 @@ class Runtime:
             "fault": out.fault,
             "link": {"healthy": link["healthy"], "connected": link["connected"],
                      "heartbeat_age_ms": link["heartbeat_age_ms"],
-                     "hold_left_ms": (self.hold_until - now if self.hold_until else None)},
+                     "hold_left_ms": (self.inbox.hold_until - now
+                                      if self.inbox.hold_until else None)},
             "phases": phase_view(st),
             "detectors": {"counts": counts, "occupancy_pct": occ,
                           "status": [_without(d, "pulses") for d in st["detectors"]]},
@@ -502,10 +379,10 @@ class Runtime:
             "greens": self.phase_activity.take(),
             "drivers": {getattr(s, "name", "source%d" % i): _stats(s)
                         for i, s in enumerate(self.sources)},
-            "counters": {"input": dict(self.counters), "junk": dict(self.junk),
+            "counters": {"input": dict(self.counters), "junk": dict(self.inbox.junk),
                          "link": self.link.stats() if self.link else None,
                          "intake": dict(self.intake.counters), "outbox": self.outbox.stats()},
-            "command": self.last_command,
+            "command": self.inbox.last_command,
             "preempt": ({"number": out.preempt[0], "stage": out.preempt[1]}
                         if out.preempt is not None else None),
             "priority": {"counters": dict(self.priority.counters),
