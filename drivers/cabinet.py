@@ -24,6 +24,7 @@ import threading
 import time
 
 from drivers import ts2_frames as ts2
+from drivers.localtime import local_datetime, site_zone
 from edge_agent.agent import MODE_FLASH, MODE_STARTUP_FLASH
 from edge_agent.fieldcheck import CabinetReport
 from edge_agent.indications import (RED, YELLOW, GREEN, FLASH_RED, FLASH_YELLOW, DONT_WALK,
@@ -65,6 +66,8 @@ class CabinetConfig:
             raise ValueError("cabinet: must be an object (docs/cabinet.md)")
         for k in sorted(set(spec) - set(KNOWN_KEYS)):
             errors.append("cabinet.%s: unknown key (known: %s)" % (k, ", ".join(KNOWN_KEYS)))
+        # The Type 9 date/time broadcast is in the site's local time.
+        self.zone = site_zone(getattr(site, "time_zone", None) or "UTC")
         self.port = spec.get("port")
         if not isinstance(self.port, str) or not self.port:
             errors.append("cabinet.port: the serial device of the cabinet's Port 1 is required "
@@ -212,9 +215,9 @@ class CabinetPoller:
             expected.add(ts2.CALL_DATA + k)
         if wall_s is not None and int(wall_s) != self.last_date_s:
             self.last_date_s = int(wall_s)
-            t = time.gmtime(wall_s)
+            t = local_datetime(cfg.zone, int(wall_s * 1000))
             frames.append(ts2.encode(ts2.DATE_TIME, ts2.date_time(
-                t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+                t.year, t.month, t.day, t.hour, t.minute, t.second,
                 int(wall_s * 10) % 10, (1 << cfg.tf_bius) - 1, (1 << cfg.det_bius) - 1)))
         self.expected = expected
         return b"".join(frames)
