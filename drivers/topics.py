@@ -65,7 +65,7 @@ class Topics:
         # events/ack at QoS 0: a lost ack costs a resend (central drops the duplicate),
         # and on NATS each QoS 1 subscription is a JetStream consumer per unit.
         return [(self.plan_desired, 1), (self.cmd, 1), (self.heartbeat, 0), (self.events_ack, 0),
-                (self.priority, 1)]
+                (self.priority, 0)]
 
 
 def dumps(obj):

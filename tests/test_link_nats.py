@@ -117,6 +117,7 @@ def test_a_retained_plan_survives_a_node_kill_and_the_agent_fails_over_to_read_i
     agent = agent_on(cluster, tmp_path).start()
     try:
         r = observer.wait_for(lambda: (observer.reported(A) or {}).get("last"), 30)
+        assert r is not None, agent.logs.getvalue()[-4000:]
         assert r == {"result": "accepted", "version": 1, "at": r["at"]}
         assert node_of(cluster, agent.rt.link) in (1, 2)
     finally:
