@@ -71,6 +71,8 @@ def test_the_escort_brings_emergency_vehicles_through_faster_than_without_preemp
         assert r["measures"]["ev_trips"] == 2 and r["measures"]["collisions"] == 0
     assert without["measures"]["ev_travel_time_s"] == 106.3
     assert with_["measures"]["ev_travel_time_s"] == 90.05
+    # SUMO's time loss of the two: 16.5 s each on average without, 0.25 s with the escort
+    assert (without["measures"]["ev_time_loss_s"], with_["measures"]["ev_time_loss_s"]) == (16.5, 0.25)
     loop = with_["loop"]
     assert loop.rejected == []
     # each signal: its preempt called (102) by the escort's request, cleared (104) once passed

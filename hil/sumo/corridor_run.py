@@ -330,15 +330,11 @@ def run_case(case, corridor, netmap, duration_s, seed, frozen=None):
     """One row for one seed: measures, plus what the brain did when there is one."""
     routes = [corridor.routes, corridor.ev_routes]
     add = [corridor.loops]
-    if case == "sumo-static":
-        return {"measures": network_rig.run_program("netconvert", netmap, corridor.net, routes, add,
-                                                    duration_s, seed)}
-    if case == "sumo-actuated":
-        return {"measures": network_rig.run_program("actuated", netmap, corridor.net, routes, add,
-                                                    duration_s, seed)}
-    if case == "green-wave":
-        return {"measures": network_rig.run_program("static", netmap, corridor.net, routes, add,
-                                                    duration_s, seed, coord=frozen)}
+    programs = {"sumo-static": "netconvert", "sumo-actuated": "actuated", "green-wave": "static"}
+    if case in programs:
+        return {"measures": _ev_time_loss(network_rig.run_program(
+            programs[case], netmap, corridor.net, routes, add, duration_s, seed,
+            coord=frozen if case == "green-wave" else None, keep_files=True))}
     cfg = brain_config(netmap, corridor)
     kw = {}
     mid = int(duration_s * 1000) // 2
@@ -355,6 +351,25 @@ def run_case(case, corridor, netmap, duration_s, seed, frozen=None):
     elif case == "link-dropped":
         kw["drop"] = (corridor.signals[3], mid - 600_000, mid + 600_000)
     loop = BrainLoop(netmap, cfg, seed=seed, **kw)
-    r = network_rig.run_agents(netmap, corridor.net, routes, add, duration_s, seed, hooks=loop)
+    r = network_rig.run_agents(netmap, corridor.net, routes, add, duration_s, seed, hooks=loop,
+                               keep_files=True)
+    _ev_time_loss(r["measures"])
     r["loop"] = loop
     return r
+
+
+def _ev_time_loss(measures):
+    """Add the emergency vehicles' mean time loss (s, SUMO's tripinfo) to the measures; the
+    run's files are removed."""
+    import shutil
+    files = measures.pop("files")
+    losses = []
+    try:
+        for _, el in ET.iterparse(str(files) + "/tripinfo.xml"):
+            if el.tag == "tripinfo" and el.get("id").startswith(network_rig.EMERGENCY) \
+                    and float(el.get("arrival")) >= 0 and el.get("vaporized") != "end":
+                losses.append(float(el.get("timeLoss")))
+    finally:
+        shutil.rmtree(files, ignore_errors=True)
+    measures["ev_time_loss_s"] = round(sum(losses) / len(losses), 2) if losses else None
+    return measures
