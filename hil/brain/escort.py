@@ -6,6 +6,7 @@
     for topic, payload, retain, qos in esc.tick(now_ms, wall_s):
         publish(...)                                      # QoS 1, not retained
     esc.finish(vid)                                       # it left the network: clear what it holds
+    esc.receive(now_ms, vid, payload)                     # the same from one JSON message (below)
 
 Every ``renew_s`` the escort sends each signal still ahead of a vehicle a
 priority request (docs/preemption.md: the plan envelope, HMAC with the
@@ -92,6 +93,40 @@ class Escort:
             self.where[vid] = (None, float("inf"), 0.0)
             if self.next_ms is None:
                 self.next_ms = 0
+
+    def receive(self, now_ms, vid, payload):
+        """One message about vehicle ``vid`` (the broker's ``central/escort/<vid>`` topic):
+        ``{"route": [[tls, stop m, preempt], ...]}``, ``{"dist_m": m, "speed_ms": v}`` (speed
+        optional) or ``{"done": true}``. Returns None, or why the message changed nothing."""
+        try:
+            msg = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            return "escort %s: not JSON" % vid
+        if not isinstance(msg, dict):
+            return "escort %s: not an object" % vid
+        if "route" in msg:
+            r = msg["route"]
+            if not isinstance(r, list) or not r or not all(
+                    isinstance(x, list) and len(x) == 3 and isinstance(x[0], str)
+                    and isinstance(x[1], (int, float)) and isinstance(x[2], int)
+                    and not isinstance(x[2], bool) for x in r):
+                return "escort %s: route must be [[intersection, stop line m, preempt], ...], got %r" % (vid, r)
+            try:
+                self.route(vid, [tuple(x) for x in r])
+            except ValueError as e:
+                return str(e)
+            return None
+        if msg.get("done") is True:
+            self.finish(vid)
+            return None
+        d, v = msg.get("dist_m"), msg.get("speed_ms")
+        if not isinstance(d, (int, float)) or isinstance(d, bool) or \
+                (v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0)):
+            return "escort %s: needs dist_m (m along the route) and an optional speed_ms >= 0, got %r" % (vid, msg)
+        if vid not in self.routes:
+            return "escort %s: position before its route" % vid
+        self.update(now_ms, vid, d, v)
+        return None
 
     # ------------------------------------------------------------ output
 
