@@ -15,7 +15,9 @@ brain's key) for the vehicle's preempt, valid ``ttl_s``, with ``arrival_at``
 the measured speed, never below ``speed_ms`` (the corridor's design speed):
 a vehicle held in a queue is expected at the design speed, so the signal
 ahead of it is called in time to flush the queue. The agent starts the
-preempt's entry ``lead`` before the arrival (edge_agent.priority.entry_lead_ms).
+preempt's entry ``lead`` before the arrival (edge_agent.priority.entry_lead_ms;
+the escort computes it from the site's own phase timings, which the brain's
+plans keep: hil.brain.planner.plan_dict).
 
 Once a request's call has begun at the agent (the start this escort last
 sent, arrival minus the lead, has passed), later renewals carry no
@@ -38,6 +40,7 @@ from edge_agent.intersection import parse_site
 from edge_agent.priority import entry_lead_ms
 
 DEFAULTS = {"speed_ms": 13.89, "escort_renew_s": 2.0, "escort_ttl_s": 10.0, "escort_past_m": 30.0}
+SENT_KEEP = 20000         # the log of what was sent keeps this many entries (a long brain run)
 
 
 class Escort:
@@ -180,5 +183,7 @@ class Escort:
         if arrival is not None:
             body["arrival_at"] = arrival
         self.sent.append((now_ms, tls, n, action, arrival))
+        if len(self.sent) > SENT_KEEP:
+            del self.sent[:len(self.sent) - SENT_KEEP]
         text = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return (self.topics[tls], sign_hmac(text, self.kid, self.secret).encode(), False, 1)
