@@ -22,6 +22,7 @@ import time
 
 from drivers.topics import PREFIX
 from hil.brain.brain import Brain
+from hil.brain.escort import Escort
 
 
 def load_store(path):
@@ -60,19 +61,25 @@ class BrainNode:
         self.inbox = queue.Queue(maxsize=100000)
         self.stopping = threading.Event()
         self.planned = threading.Event()
+        self.subscribed = threading.Event()   # the broker acknowledged the subscriptions
         self.published = []              # (monotonic s, topic) of plans, for tests and logs
         self.errors = 0
         self.brain = None
+        self.escort = None
+        self.escort_errors = []          # why an escort message changed nothing (last 100)
         self.lock = threading.Lock()
         site = config["site"]
         self.subs = [("%s/%s/+/telemetry" % (PREFIX, site), 0),
-                     ("%s/%s/+/plan/desired" % (PREFIX, site), 1)]
+                     ("%s/%s/+/plan/desired" % (PREFIX, site), 1),
+                     ("%s/%s/central/escort/+" % (PREFIX, site), 1)]
+        self.escort_prefix = "%s/%s/central/escort/" % (PREFIX, site)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         if username is not None:
             c.username_pw_set(username, password)
         c.reconnect_delay_set(0.1, 2.0)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         self.client = c
         self.host, self.port = host, port
         self.thread = None
@@ -84,6 +91,9 @@ class BrainNode:
         except Exception:
             self.errors += 1
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, props):
+        self.subscribed.set()
+
     def _on_message(self, client, userdata, msg):
         try:
             self.inbox.put_nowait((msg.topic, bytes(msg.payload)))
@@ -94,6 +104,7 @@ class BrainNode:
         now = int(time.monotonic() * 1000)
         store = load_store(self.store_path) if self.store_path else None
         self.brain = Brain(self.config, now_ms=now, store=store)
+        self.escort = Escort(self.config)
         self.client.connect(self.host, self.port, keepalive=10)
         self.client.loop_start()
         self.thread = threading.Thread(target=self._loop, name="brain", daemon=True)
@@ -106,11 +117,17 @@ class BrainNode:
             try:
                 while True:
                     topic, payload = self.inbox.get_nowait()
-                    self.brain.receive(now, topic, payload)
+                    if topic.startswith(self.escort_prefix):
+                        why = self.escort.receive(now, topic[len(self.escort_prefix):], payload)
+                        if why:
+                            self.escort_errors = (self.escort_errors + [why])[-100:]
+                    else:
+                        self.brain.receive(now, topic, payload)
             except queue.Empty:
                 pass
             try:
-                pubs = self.brain.tick(now, time.time())
+                wall = time.time()
+                pubs = self.brain.tick(now, wall) + self.escort.tick(now, wall)
             except Exception:
                 self.errors += 1
                 pubs = []

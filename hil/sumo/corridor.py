@@ -40,6 +40,14 @@ SIDE_THROUGH, SIDE_TURN = 90.0, 45.0      # per side approach: across, and onto 
 ARTERIAL_TURN = 40.0                      # arterial -> side street per direction, per signal
 EV_PER_HOUR = 4                           # per direction
 
+# One emergency preempt per arterial direction (EB 1, WB 2), as hil/sumo/preempt_bench
+# does: the dwell holds both throughs of the vehicle's street, the running green is cut
+# to the site floors. Called only by the brain's escort (signed priority requests), which
+# holds the call while the vehicle approaches: non-locking, so a call the escort has
+# cleared while the other direction's preempt was served is not served afterwards.
+PREEMPTS = (("EB", 1, [2, 6]), ("WB", 2, [6, 2]))
+PREEMPT_MIN_DWELL_S = 4.0
+
 
 class Corridor:
     """The built corridor files."""
@@ -167,16 +175,23 @@ def routes_xml(n, scale=1.0):
     return "\n".join(lines) + "\n"
 
 
-def ev_routes_xml(n, per_hour=EV_PER_HOUR):
-    """Emergency vehicles end to end both ways, evenly spread (they obey the signals)."""
+def ev_routes_xml(n, per_hour=EV_PER_HOUR, departs=None):
+    """Emergency vehicles end to end both ways, evenly spread (they obey the signals).
+    departs: [(depart s, "EB"|"WB")] instead of the even spread (short test slices)."""
     lines = ['<routes>',
              '  <vType id="ev" vClass="emergency" length="6.5" minGap="2.5" accel="2.6" '
              'decel="4.5" sigma="0.0" speedFactor="1.0" guiShape="emergency"/>']
     step = 3600.0 / per_hour
     trips = []
-    for k in range(per_hour):
-        trips.append((step * (k + 0.5), "EV_EB.%d" % k, "W_J1_up", "J%d_E" % n))
-        trips.append((step * (k + 0.5) + step / 4, "EV_WB.%d" % k, "E_J%d_up" % n, "J1_W"))
+    if departs is None:
+        departs = []
+        for k in range(per_hour):
+            departs += [(step * (k + 0.5), "EB"), (step * (k + 0.5) + step / 4, "WB")]
+    count = {"EB": 0, "WB": 0}
+    for t, d in departs:
+        frm, to = ("W_J1_up", "J%d_E" % n) if d == "EB" else ("E_J%d_up" % n, "J1_W")
+        trips.append((t, "EV_%s.%d" % (d, count[d]), frm, to))
+        count[d] += 1
     for t, vid, frm, to in sorted(trips):
         lines.append('  <trip id="%s" type="ev" depart="%.1f" from="%s" to="%s" departLane="best" '
                      'departSpeed="max"/>' % (vid, t, frm, to))
@@ -184,18 +199,39 @@ def ev_routes_xml(n, per_hour=EV_PER_HOUR):
     return "\n".join(lines) + "\n"
 
 
-def build_corridor(spacing=SPACING, cache_dir=None, scale=1.0, force=False):
-    """Build (or reuse) the corridor: net, routes, EV routes, map, sites and loops."""
+def arterial_edges(n, direction):
+    """The edges of an end-to-end arterial trip, in driving order ("EB" or "WB")."""
+    art = ["W"] + ["J%d" % (i + 1) for i in range(n)] + ["E"]
+    if direction == "WB":
+        art = art[::-1]
+    edges = []
+    for a, b in zip(art, art[1:]):
+        edges += ["%s_%s" % (a, b)] if b in ("W", "E") else ["%s_%s_up" % (a, b), "%s_%s" % (a, b)]
+    return edges
+
+
+def add_preempts(site):
+    """The site dict with the corridor's emergency preempts (one per arterial direction)."""
+    site = dict(site)
+    site["preempts"] = [{"number": num, "type": "emergency", "non_locking": True, "dwell_phases": dwell,
+                         "min_green": 0.0, "min_walk": 0.0, "ped_clear": 0.0,
+                         "min_dwell": PREEMPT_MIN_DWELL_S} for _, num, dwell in PREEMPTS]
+    return site
+
+
+def build_corridor(spacing=SPACING, cache_dir=None, scale=1.0, force=False, ev_departs=None):
+    """Build (or reuse) the corridor: net, routes, EV routes, map, sites and loops.
+    ev_departs: [(depart s, "EB"|"WB")] for the emergency vehicles (default: 4/h each way)."""
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) < 2 or min(spacing[1:-1] or (999,)) <= BAY + 40:
         raise ValueError("spacing %r: at least two gaps, inner ones over %.0f m" % (spacing, BAY + 40))
     cache_dir = Path(cache_dir or os.environ.get("EDGE_AGENT_SUMO_CACHE") or _build.DEFAULT_CACHE_DIR)
     nod, edg, con = plain_xml(spacing)
     n = len(spacing) - 1
-    rou, ev = routes_xml(n, scale), ev_routes_xml(n)
+    rou, ev = routes_xml(n, scale), ev_routes_xml(n, departs=ev_departs)
     h = hashlib.sha256()
     for part in (_build.netconvert_version(), repr(_build.NETCONVERT_OPTIONS), nod, edg, con, rou, ev,
-                 Path(netmap.__file__).read_text()):
+                 Path(netmap.__file__).read_text(), repr((PREEMPTS, PREEMPT_MIN_DWELL_S))):
         h.update(part.encode())
     out = cache_dir / ("%s-%s" % (NAME, h.hexdigest()[:16]))
     if out.is_dir() and not force:
@@ -218,6 +254,9 @@ def build_corridor(spacing=SPACING, cache_dir=None, scale=1.0, force=False):
         (tmp / (NAME + ".rou.xml")).write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + rou)
         (tmp / (NAME + ".ev.rou.xml")).write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + ev)
         netmap.starting_map(net, tmp, NAME)
+        for entry in json.loads((tmp / (NAME + ".map.json")).read_text())["tls"].values():
+            sf = tmp / entry["site"]
+            sf.write_text(json.dumps(add_preempts(json.loads(sf.read_text())), indent=1) + "\n")
         (tmp / "spacing.json").write_text(json.dumps(list(spacing)) + "\n")
         if out.is_dir():
             shutil.rmtree(out, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""The corridor measurement: SUMO's programs, a frozen green wave, free agents, agents with the brain.
+"""The corridor measurement: SUMO's programs, a frozen green wave, free agents, agents with the
+brain, and with the brain's escort of emergency vehicles.
 
     loop = BrainLoop(corridor_map, brain_config(...), seed=1)     # the brain's side of the rig
     r = run_agents(m, net, routes, loops, 3600, seed, hooks=loop)
@@ -11,18 +12,25 @@ brain's heartbeat and signed plans delivered to each agent, checked by the
 agent's own envelope verifier and handed to its supervisor. Faults: a
 source's volumes scaled, a source reporting every 60 s, the brain killed and
 restarted from its store and the retained plans, one agent's link dropped.
+With ``escort`` (``ev_routes``) the brain's escort (hil.brain.escort) gets each
+emergency vehicle's position along its route once a second (as a GPS unit
+would report it) and its signed priority requests go to the agents, each
+checked by the agent's own priority verifier (edge_agent.priority), like plans.
 """
 
 import heapq
 import json
 import random
+import xml.etree.ElementTree as ET
 
 from drivers.telemetry import PhaseActivity
 from edge_agent.envelope import HMAC, Policy, Verifier
 from edge_agent.intersection import parse_site
+from edge_agent.priority import PriorityVerifier
 from edge_agent.supervisor import CentralPlan, LinkPolicy
 
 from hil.brain.brain import Brain
+from hil.brain.escort import Escort
 from hil.sumo import network_rig
 
 WALL0 = 1_767_225_600          # 2026-01-01 00:00 UTC: the rig's wall clock starts at a midnight
@@ -48,6 +56,52 @@ def corridor_positions(corridor):
     for i, s in enumerate(spacing[:-1]):
         x += s
         out["J%d" % (i + 1)] = x
+    return out
+
+
+def route_table(net, edges):
+    """({edge or internal edge: m along the route at its start}, [(tls, stop line m)]) for a
+    route given as its edges in order: lengths and the connections' internal lanes from the net."""
+    root = ET.parse(str(net)).getroot()
+    length = {}
+    for e in root.iter("edge"):
+        for lane in e.iter("lane"):
+            length[lane.get("id")] = float(lane.get("length"))
+            length.setdefault(e.get("id"), float(lane.get("length")))
+    via = {}
+    for c in root.iter("connection"):
+        key = (c.get("from"), c.get("to"))
+        if c.get("via") and key not in via:
+            via[key] = (c.get("via"), c.get("tl"))
+    offsets, stops, x = {}, [], 0.0
+    for a, b in zip(edges, list(edges[1:]) + [None]):
+        offsets[a] = x
+        x += length[a]
+        if b is None:
+            break
+        if (a, b) not in via:
+            raise ValueError("route: no connection from %s to %s in %s" % (a, b, net))
+        lane, tl = via[(a, b)]
+        if tl:
+            stops.append((tl, round(x, 2)))
+        offsets[lane.rsplit("_", 1)[0]] = x
+        x += length[lane]
+    return offsets, stops
+
+
+def ev_routes(corridor):
+    """{vid: (depart ms, {edge: m}, [(tls, stop m, preempt)])} for the corridor's emergency
+    vehicles (ids EV_EB.k / EV_WB.k), the escort's view of their routes."""
+    from hil.sumo.corridor import PREEMPTS, arterial_edges
+    tables = {}
+    for d, num, _ in PREEMPTS:
+        offsets, stops = route_table(corridor.net, arterial_edges(corridor.n, d))
+        tables[d] = (offsets, [(tls, m, num) for tls, m in stops])
+    out = {}
+    for trip in ET.parse(str(corridor.ev_routes)).getroot().iter("trip"):
+        vid = trip.get("id")
+        offsets, signals = tables[vid.split(".")[0][3:]]
+        out[vid] = (int(round(float(trip.get("depart")) * 1000)), offsets, signals)
     return out
 
 
@@ -87,7 +141,7 @@ class BrainLoop:
     """The brain, the broker and the agents' link in one virtual-time loop (run_agents hooks)."""
 
     def __init__(self, netmap, config, seed=1, control=True, period_s=None, scale=None,
-                 kill=None, drop=None, delay_s=(0.05, 0.5), jitter_ms=100):
+                 kill=None, drop=None, delay_s=(0.05, 0.5), jitter_ms=100, escort=None):
         self.map = netmap
         self.config = config
         self.control = control                   # False: the brain listens, agents run free
@@ -115,6 +169,15 @@ class BrainLoop:
         self.snapshot = None
         self.restarts = []                       # (ms killed, ms planning again)
         self._dead = False
+        self.evs = escort or {}                  # ev_routes(): the vehicles to escort
+        self.escort = Escort(config) if escort else None
+        self.ev_state = {}                       # vid -> "on" | "done"
+        self.next_ev_ms = 0
+        self.priority_verifiers = {t: PriorityVerifier(parse_site(tm.site), {config["key"]["kid"]: (HMAC, key)},
+                                                       Policy()) for t, tm in netmap.tls.items()}
+        self.priority_version = {t: None for t in netmap.tls}
+        self.plan_of = {t: parse_site(tm.site).fallback_plan for t, tm in netmap.tls.items()}
+        self.priority = {t: [] for t in netmap.tls}   # (ms, preempt, "clear" | call start ms)
 
     # hooks called by network_rig.run_agents ----------------------------------
 
@@ -153,6 +216,8 @@ class BrainLoop:
                 self.brain.receive(now, topic, payload)
         if self._dead:
             return
+        if self.escort is not None:
+            self._escort(now, rig)
         for topic, payload, retain, _ in self.brain.tick(now, WALL0 + now / 1000.0):
             if retain:
                 self.retained[topic] = payload
@@ -171,6 +236,40 @@ class BrainLoop:
 
     # -------------------------------------------------------------------------
 
+    def _escort(self, now, rig):
+        """Positions in once a second, priority requests out to the agents' verifiers."""
+        if now >= self.next_ev_ms:
+            self.next_ev_ms = now + 1000
+            for vid, (depart, offsets, signals) in sorted(self.evs.items()):
+                state = self.ev_state.get(vid)
+                if state == "done" or now < depart:
+                    continue
+                pos = rig.vehicle_position(vid)
+                if pos is None:
+                    if state == "on":
+                        self.ev_state[vid] = "done"
+                        self.escort.finish(vid)
+                    continue
+                if pos[0] not in offsets:
+                    continue
+                if state is None:
+                    self.ev_state[vid] = "on"
+                    self.escort.route(vid, signals)
+                self.escort.update(now, vid, offsets[pos[0]] + pos[1])
+        wall = WALL0 + now / 1000.0
+        for topic, payload, _, _ in self.escort.tick(now, wall):
+            tls = topic.split("/")[3]
+            if self._dropped(tls, now):
+                continue
+            r = self.priority_verifiers[tls].check(payload, self.priority_version[tls], wall, now,
+                                                   self.plan_of[tls])
+            if getattr(r, "ok", True) is False:
+                self.rejected.append((now, tls, "priority " + r.reason + ": " + r.message))
+                continue
+            self.priority_version[tls] = r.version
+            self.priority[tls].append((now, r.number, "clear" if r.clear else r.start_ms))
+            self.pending[tls].setdefault("priority", []).append(r)
+
     def _offer(self, now, tls, payload):
         res = self.verifiers[tls].check(payload, self.active[tls], WALL0 + now / 1000.0)
         if not res.ok:
@@ -178,6 +277,7 @@ class BrainLoop:
             return
         self.active[tls] = res.version
         self.accepted[tls].append((now, res.version, res.plan.id))
+        self.plan_of[tls] = res.plan
         self.pending[tls]["central_plan"] = CentralPlan(res.plan, res.version)
 
     def _dropped(self, tls, now):
@@ -222,7 +322,7 @@ def frozen_plan(loop, wall_end_s):
 
 # ---------------------------------------------------------------- the table
 
-CASES = ("sumo-static", "sumo-actuated", "green-wave", "agents-free", "agents-brain")
+CASES = ("sumo-static", "sumo-actuated", "green-wave", "agents-free", "agents-brain", "agents-escort")
 FAULTS = ("scaled-3x", "slow-60s", "brain-killed", "link-dropped")
 
 
@@ -230,20 +330,18 @@ def run_case(case, corridor, netmap, duration_s, seed, frozen=None):
     """One row for one seed: measures, plus what the brain did when there is one."""
     routes = [corridor.routes, corridor.ev_routes]
     add = [corridor.loops]
-    if case == "sumo-static":
-        return {"measures": network_rig.run_program("netconvert", netmap, corridor.net, routes, add,
-                                                    duration_s, seed)}
-    if case == "sumo-actuated":
-        return {"measures": network_rig.run_program("actuated", netmap, corridor.net, routes, add,
-                                                    duration_s, seed)}
-    if case == "green-wave":
-        return {"measures": network_rig.run_program("static", netmap, corridor.net, routes, add,
-                                                    duration_s, seed, coord=frozen)}
+    programs = {"sumo-static": "netconvert", "sumo-actuated": "actuated", "green-wave": "static"}
+    if case in programs:
+        return {"measures": _ev_time_loss(network_rig.run_program(
+            programs[case], netmap, corridor.net, routes, add, duration_s, seed,
+            coord=frozen if case == "green-wave" else None, keep_files=True))}
     cfg = brain_config(netmap, corridor)
     kw = {}
     mid = int(duration_s * 1000) // 2
     if case == "agents-free":
         kw["control"] = False
+    elif case == "agents-escort":
+        kw["escort"] = ev_routes(corridor)
     elif case == "scaled-3x":
         kw["scale"] = {corridor.signals[2]: 3.0}
     elif case == "slow-60s":
@@ -253,6 +351,25 @@ def run_case(case, corridor, netmap, duration_s, seed, frozen=None):
     elif case == "link-dropped":
         kw["drop"] = (corridor.signals[3], mid - 600_000, mid + 600_000)
     loop = BrainLoop(netmap, cfg, seed=seed, **kw)
-    r = network_rig.run_agents(netmap, corridor.net, routes, add, duration_s, seed, hooks=loop)
+    r = network_rig.run_agents(netmap, corridor.net, routes, add, duration_s, seed, hooks=loop,
+                               keep_files=True)
+    _ev_time_loss(r["measures"])
     r["loop"] = loop
     return r
+
+
+def _ev_time_loss(measures):
+    """Add the emergency vehicles' mean time loss (s, SUMO's tripinfo) to the measures; the
+    run's files are removed."""
+    import shutil
+    files = measures.pop("files")
+    losses = []
+    try:
+        for _, el in ET.iterparse(str(files) + "/tripinfo.xml"):
+            if el.tag == "tripinfo" and el.get("id").startswith(network_rig.EMERGENCY) \
+                    and float(el.get("arrival")) >= 0 and el.get("vaporized") != "end":
+                losses.append(float(el.get("timeLoss")))
+    finally:
+        shutil.rmtree(files, ignore_errors=True)
+    measures["ev_time_loss_s"] = round(sum(losses) / len(losses), 2) if losses else None
+    return measures
