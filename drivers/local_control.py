@@ -26,19 +26,43 @@ COMMANDS = ("status", "flash-reset", "trip")
 MAX_REQUEST = 4096
 
 
-class Request:
-    """One command waiting for the control step; `reply` answers it."""
-    __slots__ = ("cmd", "detail", "_answer")
+class Waiting:
+    """Something a server thread queued for the control step, waiting for its answer."""
 
-    def __init__(self, cmd, detail=None):
-        self.cmd, self.detail = cmd, detail
+    def __init__(self):
         self._answer = queue.Queue(maxsize=1)
 
     def reply(self, obj):
+        """The control step's answer (the first one counts)."""
         try:
             self._answer.put_nowait(obj)
         except queue.Full:
             pass
+
+    def wait(self, timeout_s):
+        """The answer, or None when the control step did not answer in time."""
+        try:
+            return self._answer.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+
+def drain(q):
+    """Every item queued so far, without blocking (the control step's side)."""
+    out = []
+    while True:
+        try:
+            out.append(q.get_nowait())
+        except queue.Empty:
+            return out
+
+
+class Request(Waiting):
+    """One command waiting for the control step; `reply` answers it."""
+
+    def __init__(self, cmd, detail=None):
+        Waiting.__init__(self)
+        self.cmd, self.detail = cmd, detail
 
 
 class LocalControl:
@@ -85,12 +109,7 @@ class LocalControl:
 
     def take(self):
         """Every request queued since the last step."""
-        out = []
-        while True:
-            try:
-                out.append(self._pending.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._pending)
 
     # -- the socket thread ---------------------------------------------------------------
 
@@ -131,11 +150,8 @@ class LocalControl:
         except queue.Full:
             _send(conn, {"ok": False, "error": "busy: too many commands waiting"})
             return
-        try:
-            answer = req._answer.get(timeout=self.reply_timeout_s)
-        except queue.Empty:
-            answer = {"ok": False, "error": "the control loop did not answer in %.0f s"
-                      % self.reply_timeout_s}
+        answer = req.wait(self.reply_timeout_s) or {
+            "ok": False, "error": "the control loop did not answer in %.0f s" % self.reply_timeout_s}
         _send(conn, answer)
 
 

@@ -28,6 +28,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from drivers.local_control import Waiting, drain
+
 ACTIONS = ("flash-reset", "vehicle-call", "ped-call", "local-control")
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "panel_page.html")
 ITERATIONS = 200_000
@@ -56,19 +58,12 @@ def check_password(password, stored):
         return False
 
 
-class Action:
+class Action(Waiting):
     """One technician action waiting for the control step; `reply` answers it."""
-    __slots__ = ("action", "phase", "minutes", "_answer")
 
     def __init__(self, action, phase=None, minutes=None):
+        Waiting.__init__(self)
         self.action, self.phase, self.minutes = action, phase, minutes
-        self._answer = queue.Queue(maxsize=1)
-
-    def reply(self, obj):
-        try:
-            self._answer.put_nowait(obj)
-        except queue.Full:
-            pass
 
 
 class Panel:
@@ -103,12 +98,8 @@ class Panel:
             self._cond.notify_all()
 
     def take(self):
-        out = []
-        while True:
-            try:
-                out.append(self._actions.get_nowait())
-            except queue.Empty:
-                return out
+        """Every action queued since the last step."""
+        return drain(self._actions)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -185,9 +176,8 @@ class Panel:
             self._actions.put_nowait(a)
         except queue.Full:
             return 503, {"ok": False, "error": "busy: too many actions waiting"}
-        try:
-            answer = a._answer.get(timeout=5.0)
-        except queue.Empty:
+        answer = a.wait(5.0)
+        if answer is None:
             return 504, {"ok": False, "error": "the control loop did not answer"}
         return (200 if answer.get("ok") else 409), answer
 
