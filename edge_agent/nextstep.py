@@ -17,13 +17,13 @@ modelled here the answer is `now + 1` (step every tick): while a carry-over
 runs, while a cabinet reading is fed, and for the step after one whose
 inputs held pulses, reports or requests (they last one step), whose greens
 or yellows changed (the detectors see them a step later), or with a walk
-recycle or a held push button waiting.
+recycle a held push button waiting, or a plan just taken effect.
 
 One contract holds for the rig: while a detector holds a green's extension,
 the controller notes the last step that saw it (the gap counts from there).
-A rig that skipped steps and sees an input change at T first steps at its
-last tick before T with the old inputs, as a tick-by-tick rig would have;
-that step changes nothing else (next_ms said so).
+A rig that skipped steps and sees an input change at T while a detector was
+occupied first steps at its last tick before T with the old inputs, as a
+tick-by-tick rig would have; that step changes nothing else (next_ms said so).
 """
 
 from edge_agent.intervals import YELLOW_CHANGE, RED_CLEAR, RED_REVERT, GREENS
@@ -61,6 +61,9 @@ def next_ms(agent, now, mode_run, mode_startup_flash, mode_startup_all_red):
         return now + 1
     if mode == mode_run:
         if agent.preemption.table or agent.coordinator is not None:
+            return now + 1
+        # A plan that took effect in this step: its recalls place calls at the next.
+        if c.plan is not agent.plan:
             return now + 1
         # The detectors condition against the greens and yellows of the step
         # before: a change shows in their calls one step later.

@@ -2,8 +2,8 @@
 
 The same agent, site, plans and inputs are run two ways: a step every 100 ms,
 and event-driven (a step only at an input change or at next_ms rounded up to
-the 100 ms grid, plus the tick before an input change - the contract in
-edge_agent/nextstep.py). Both must log exactly the same events and show
+the 100 ms grid, plus the tick before an input change while a detector is
+occupied - the contract in edge_agent/nextstep.py). Both must log exactly the same events and show
 exactly the same indication changes.
 """
 
@@ -102,7 +102,7 @@ def run_event_driven(site, plans_, end, changes):
         due = -(-due // TICK) * TICK
         change = times[i] if i < len(times) else None
         if change is not None and change <= due:
-            if change - TICK > t:
+            if change - TICK > t and any(state["levels"].values()):
                 # The tick before an input change, with the old inputs.
                 trace.add(agent.step(change - TICK, _quiet(state)))
             t = change

@@ -165,8 +165,8 @@ def run_agents(netmap, net, routes, additional=(), duration_s=3600.0, seed=1, st
     outputs)``, ``seen(now, tls, step_result)`` and ``tick(now, rig)`` (once a step).
     event_driven: step an agent only when its loops changed, the hooks gave it
     inputs, or its ``next_ms`` arrived (the core's own deadlines); before an input
-    change it also steps at the tick before, with the old inputs (the contract in
-    edge_agent/nextstep.py). Its log and lights are the same as stepping every tick.
+    change, while a loop was occupied, it also steps at the tick before with the old
+    inputs (the contract in edge_agent/nextstep.py). Its log and lights are the same as stepping every tick.
     Returns {"measures", "faults": {tls: [(ms, text)]}, "events": {tls: log},
     "wall_s", "agents_s", "steps", "agent_steps"}.
     """
@@ -199,8 +199,10 @@ def run_agents(netmap, net, routes, additional=(), duration_s=3600.0, seed=1, st
                     changed = bool(extra) or bool(pulses[tls]) or levels[tls] != used[tls]
                     if not changed and now < due[tls]:
                         continue
-                    if changed and last[tls] is not None and last[tls] < now - step_ms:
-                        # The tick before the change, as a tick-by-tick rig steps it.
+                    if changed and last[tls] is not None and last[tls] < now - step_ms \
+                            and any(used[tls].values()):
+                        # The tick before the change, as a tick-by-tick rig steps it
+                        # (only a held presence leaves a trace of the skipped ticks).
                         t = now - step_ms
                         a = perf()
                         out = agent.step(t, Inputs(detectors=used[tls], wall_ms=t))
