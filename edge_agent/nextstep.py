@@ -26,7 +26,7 @@ occupied first steps at its last tick before T with the old inputs, as a
 tick-by-tick rig would have; that step changes nothing else (next_ms said so).
 """
 
-from edge_agent.intervals import YELLOW_CHANGE, RED_CLEAR, RED_REVERT, GREENS
+from edge_agent.intervals import RED_REST, YELLOW_CHANGE, RED_CLEAR, RED_REVERT
 from edge_agent.indications import WALK, PED_CLEAR
 from edge_agent.diagnostics import MINUTE_MS
 
@@ -37,128 +37,140 @@ def next_ms(agent, now, mode_run, mode_startup_flash, mode_startup_all_red):
     """See the module docstring; `agent` is an edge_agent.agent.Agent."""
     if agent.last_ms is None:
         return now
-    best = [now + HORIZON_MS]
-
-    def at(t):
-        if now < t < best[0]:
-            best[0] = t
-
     site = agent.site
     inputs = agent.last_inputs
     if inputs is not None and (inputs.cabinet is not None or inputs.pulses or inputs.reports
                                or inputs.priority or inputs.flash_reset):
         # A pulse or a report lasts one step: the next step sees it gone.
         return now + 1
+    best = now + HORIZON_MS
     mode = agent.mode
     if mode == mode_startup_flash:
-        at(agent.mode_since + site.startup_flash)
+        best = _at(best, now, agent.mode_since + site.startup_flash)
     elif mode == mode_startup_all_red:
-        at(agent.mode_since + site.startup_all_red)
-    _supervisor(agent.supervisor, inputs, now, at)
+        best = _at(best, now, agent.mode_since + site.startup_all_red)
+    best = _supervisor(agent.supervisor, inputs, now, best)
     c = agent.controller
     green = c.green if mode == mode_run else 0
-    if _detectors(agent.detectors, green, now, at):
+    best = _detectors(agent.detectors, green, now, best)
+    if mode != mode_run or best == now + 1:
+        return best
+    if agent.preemption.table or agent.coordinator is not None:
         return now + 1
-    if mode == mode_run:
-        if agent.preemption.table or agent.coordinator is not None:
-            return now + 1
-        # A plan that took effect in this step: its recalls place calls at the next.
-        if c.plan is not agent.plan:
-            return now + 1
-        # The detectors condition against the greens and yellows of the step
-        # before: a change shows in their calls one step later.
-        if c.green != agent.seen_green or c.yellow != agent.seen_yellow:
-            return now + 1
-        # A held push button registers its call once the walk is over.
-        if agent.detectors.ped_calls & ~c.ped_call & ~_walking(c):
-            return now + 1
-        # A plan that took effect logs its omits at the next step.
-        if (c.plan.omit | (inputs.omit if inputs is not None else 0)) != c.omit_shown \
-                or c.ped_omit_shown:
-            return now + 1
-        _controller(c, agent.detectors.extend, now, at)
-    return best[0]
+    # A plan that took effect in this step: its recalls place calls at the next.
+    if c.plan is not agent.plan:
+        return now + 1
+    # The detectors condition against the greens and yellows of the step
+    # before: a change shows in their calls one step later.
+    if c.green != agent.seen_green or c.yellow != agent.seen_yellow:
+        return now + 1
+    # A held push button registers its call once the walk is over.
+    if agent.detectors.ped_calls & ~c.ped_call & ~_walking(c):
+        return now + 1
+    # A plan that took effect logs its omits at the next step.
+    if (c.plan.omit | (inputs.omit if inputs is not None else 0)) != c.omit_shown \
+            or c.ped_omit_shown:
+        return now + 1
+    return _controller(c, agent.detectors.extend, now, best)
 
 
-def _supervisor(sup, inputs, now, at):
+def _at(best, now, t):
+    """The earlier of best and t, when t is still to come."""
+    return t if now < t < best else best
+
+
+def _supervisor(sup, inputs, now, best):
     pol = sup.policy
     if sup.connected and sup.last_heartbeat is not None:
-        at(sup.last_heartbeat + pol.loss_ms)
+        best = _at(best, now, sup.last_heartbeat + pol.loss_ms)
     if sup.healthy_since is not None and not sup.link_up:
-        at(sup.healthy_since + pol.stable_ms)
+        best = _at(best, now, sup.healthy_since + pol.stable_ms)
     if sup.lost_at is not None:
-        at(sup.lost_at + pol.holdover_ms)
+        best = _at(best, now, sup.lost_at + pol.holdover_ms)
     if inputs is None:
-        return
+        return best
     if inputs.hold_central_ms is not None:
-        at(inputs.hold_central_ms)
+        best = _at(best, now, inputs.hold_central_ms)
     if inputs.local_until_ms is not None:
-        at(inputs.local_until_ms)
+        best = _at(best, now, inputs.local_until_ms)
     c = sup.central
     if c is not None and c.expires_ms is not None and inputs.wall_ms is not None:
         # The rig's wall clock advances with the monotonic one.
-        at(now + c.expires_ms - inputs.wall_ms)
+        best = _at(best, now, now + c.expires_ms - inputs.wall_ms)
+    return best
 
 
-def _detectors(dets, green, now, at):
-    """Detector deadlines; True when a carry-over runs (it must be stepped every tick)."""
+def _detectors(dets, green, now, best):
+    """Detector deadlines; now + 1 while a carry-over runs (it must be stepped every tick)."""
     for s in dets.states:
         d = s.diag
-        _diagnosis(d, s, now, at)
+        best = _diagnosis(d, s, now, best)
         if d.latched:
             continue
         if green & s.bit:
             if not s.raw and s.hold_until > now:
-                return True
+                return now + 1
+            if s.raw and s.det.extends_green and (d.max_presence or d.no_activity or d.fed):
+                # The gap counts from the last step the extension was seen; a
+                # diagnostic fault ends it at a tick next_ms cannot name.
+                return now + 1
         elif s.raw and s.det.delay:
-            at(s.on_since + s.det.delay)
+            best = _at(best, now, s.on_since + s.det.delay)
     for s in dets.peds:
-        _diagnosis(s.diag, s, now, at)
-    return False
+        best = _diagnosis(s.diag, s, now, best)
+    return best
 
 
-def _diagnosis(d, s, now, at):
+def _diagnosis(d, s, now, best):
     if d.fed and d.watchdog:
-        at(d.last_report() + d.watchdog)
+        best = _at(best, now, d.last_report() + d.watchdog)
     if d.no_activity:
-        at(d.last_activity + d.no_activity)
+        best = _at(best, now, d.last_activity + d.no_activity)
     if d.max_presence and s.raw:
-        at(s.on_since + d.max_presence)
+        best = _at(best, now, s.on_since + d.max_presence)
     ring = d.ring
     if ring is not None:
         oldest = ring[d.ring_i]
         if oldest is not None:
-            at(oldest + MINUTE_MS)
+            best = _at(best, now, oldest + MINUTE_MS)
     if d.latched and d.clear_since >= 0:
-        at(d.clear_since + d.restore)
+        best = _at(best, now, d.clear_since + d.restore)
+    return best
 
 
-def _controller(c, extend, now, at):
+def _controller(c, extend, now, best):
     plan = c.plan
-    extend |= (c.recall_max | c.det.fail_max) & c.green if c.det is not None else 0
+    if c.det is not None:
+        if c.det.fail_max & c.green & ~c.recall_max:
+            return now + 1      # a restore ends this extension: the same as a max presence
+        extend |= (c.recall_max | c.det.fail_max) & c.green
+    interval, since = c.interval, c.since
     for p in c.site.phases:
-        i = c.interval[p]
+        i = interval[p]
+        if i == RED_REST:
+            continue
         if i == YELLOW_CHANGE:
-            at(c.since[p] + c.yellow_ms[p])
+            best = _at(best, now, since[p] + c.yellow_ms[p])
         elif i == RED_CLEAR:
-            at(c.since[p] + c.red_ms[p])
+            best = _at(best, now, since[p] + c.red_ms[p])
         elif i == RED_REVERT:
-            at(c.revert_end[p])
-        elif i in GREENS:
+            best = _at(best, now, c.revert_end[p])
+        else:
             b = 1 << p
             if not c.min_done & b:
-                at(c.min_end[p])
+                best = _at(best, now, c.min_end[p])
             if not extend & b:
                 if plan.density & b and c.checked & b:
-                    at(_gap_out(c, p, now))
+                    best = _at(best, now, _gap_out(c, p, now))
                 else:
-                    at(c.last_act[p] + plan.passage[p])
+                    best = _at(best, now, c.last_act[p] + plan.passage[p])
             if c.max_end[p] >= 0:
-                at(c.max_end[p])
+                best = _at(best, now, c.max_end[p])
             if c.ped[p] == WALK or c.ped[p] == PED_CLEAR:
-                at(c.ped_end[p])
+                best = _at(best, now, c.ped_end[p])
             elif c.ped_call & b and c.ped_mask & b:
-                at(now + 1)         # a walk recycle waits for its next step
+                return now + 1      # a walk recycle waits for its next step
+    return best
 
 
 def _walking(c):

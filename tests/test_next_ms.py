@@ -14,7 +14,7 @@ from hypothesis import given, settings, HealthCheck, strategies as st
 from edge_agent.agent import Agent, Inputs
 from edge_agent.intersection import parse_site
 from edge_agent.plan import parse_plan
-from tests.family import sites, plans
+from tests.family import sites, plans, tenths
 from tests.portable.sheets import ALWAYS_UP, offer
 
 SOAK = os.environ.get("EDGE_AGENT_SOAK") == "1"
@@ -24,6 +24,13 @@ TICK = 100
 @st.composite
 def scenarios(draw):
     site = draw(sites())
+    # Detector diagnostics with short limits, so that their timers fire and restore.
+    for d in site["detectors"] + site["ped_detectors"]:
+        if draw(st.booleans()):
+            d["no_activity"] = draw(st.sampled_from([0.5, 1.0]))
+            d["max_presence"] = draw(st.sampled_from([0.25, 0.5]))
+            d["erratic"] = draw(st.sampled_from([0, 3]))
+            d["restore"] = draw(tenths(1.0, 20.0))
     extra = draw(plans(site, "plan-a"))
     channels = [d["channel"] for d in site["detectors"]]
     peds = [d["channel"] for d in site["ped_detectors"]]
