@@ -134,17 +134,3 @@ def test_event_driven_matches_every_tick(scenario):
     b = run_event_driven(site, plans_, end, changes)
     assert b.events == a.events
     assert b.shown == a.shown
-
-
-def test_idle_agent_sleeps_until_its_deadlines():
-    """The standard site with no input: start-up all-red 4 s, then 2+6 green
-    (passage 3 s, min green 10 s), then nothing for the horizon (60 s)."""
-    from edge_agent.standard import standard_site
-    agent = Agent(parse_site(standard_site()))
-    agent.step(0)
-    seen = []
-    t = 0
-    for _ in range(4):
-        t = agent.next_ms(t)
-        seen.append((t, [e[1] for e in agent.step(t).events]))
-    assert seen == [(4000, [0, 1, 0, 1]), (7000, []), (14000, [3, 3]), (74000, [])]
