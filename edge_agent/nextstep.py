@@ -13,11 +13,13 @@ delay, carry-over and diagnostics (watchdog, no activity, max presence,
 erratic window, restoration); the supervisor's heartbeat loss, stable time,
 hold-over, plan expiry and local-control end. Where a part's timing is not
 modelled here the answer is `now + 1` (step every tick): while a carry-over
-(detector extend) runs, while preemption is configured, while a cycle timer
-runs, while a cabinet reading is fed, and for the step after one whose
-inputs held pulses, reports or requests (they last one step), whose greens
-or yellows changed (the detectors see them a step later), or with a walk
-recycle a held push button waiting, or a plan just taken effect.
+(detector extend) runs, while a green's extension could end at a detector
+fault or restore (a fail-max recall; presence on a detector with
+diagnostics), while preemption is configured, while a cycle timer runs,
+while a cabinet reading is fed; and for the step after one whose inputs
+held pulses, reports or requests (they last one step), whose greens or
+yellows changed (the detectors see them a step later), or where a plan just
+took effect, a walk recycle waits or a held push button waits to register.
 
 One contract holds for the rig: while a detector holds a green's extension,
 the controller notes the last step that saw it (the gap counts from there).
