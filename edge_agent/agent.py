@@ -22,6 +22,7 @@ from edge_agent.detectors import Detectors
 from edge_agent.fieldcheck import FieldCheck
 from edge_agent.indications import (MAX_PHASES, FLASH_RED, FLASH_YELLOW, RED,
                                     PED_DARK, DONT_WALK, VEHICLE_LETTERS, PED_LETTERS)
+from edge_agent.nextstep import next_ms as _next_ms
 from edge_agent.monitor import Monitor, FAULT_CONTROLLER, FAULT_EXTERNAL
 from edge_agent.preempt import Preemption
 from edge_agent.requests import Requests
@@ -128,6 +129,8 @@ class Agent:
         self.monitor = Monitor(site.monitor, now)
         self.supervisor = Supervisor(site, link_policy)
         self.last_ms = None
+        self.last_inputs = None       # the last step's inputs (for next_ms)
+        self.seen_green = self.seen_yellow = 0   # the phase masks the detectors last saw
         self.requests = Requests()
         self.flash_since = now
         # The first step's outputs carry the boot events: nothing is lost
@@ -186,6 +189,7 @@ class Agent:
             self._fail(now, FAULT_CONTROLLER, "time went backwards: %d ms after %d ms"
                        % (now, self.last_ms), log)
         self.last_ms = now
+        self.last_inputs = inputs
         self.supervisor.step(now, inputs, self.controller, log)
         self.plan = self.controller.plan
         if inputs.flash_reset:
@@ -245,6 +249,11 @@ class Agent:
         self.monitor.reset(now)
         self._boot(now, log)
 
+    def next_ms(self, now):
+        """The earliest ms at which a step with unchanged inputs could change the outputs
+        or the log (edge_agent.nextstep): a rig may skip idle time until then."""
+        return _next_ms(self, now, MODE_RUN, MODE_STARTUP_FLASH, MODE_STARTUP_ALL_RED)
+
     def flash_remaining(self, now):
         """ms of minimum flash still to run before a reset is honoured (0 when it may be)."""
         if self.mode != MODE_FLASH or self.monitor.fault is None:
@@ -254,6 +263,7 @@ class Agent:
     def _run(self, now, inputs, log):
         c = self.controller
         try:
+            self.seen_green, self.seen_yellow = c.green, c.yellow    # for next_ms
             self.detectors.update(now, inputs, c.green, c.yellow, log)
             local = _local_ms(inputs)
             pre = self.preemption

@@ -1,0 +1,136 @@
+"""Event-driven stepping (Agent.next_ms) against stepping every 100 ms.
+
+The same agent, site, plans and inputs are run two ways: a step every 100 ms,
+and event-driven (a step only at an input change or at next_ms rounded up to
+the 100 ms grid, plus the tick before an input change while a detector is
+occupied - the contract in edge_agent/nextstep.py). Both must log exactly the same events and show
+exactly the same indication changes.
+"""
+
+import os
+
+from hypothesis import given, settings, HealthCheck, strategies as st
+
+from edge_agent.agent import Agent, Inputs
+from edge_agent.intersection import parse_site
+from edge_agent.plan import parse_plan
+from tests.family import sites, plans, tenths
+from tests.portable.sheets import ALWAYS_UP, offer
+
+SOAK = os.environ.get("EDGE_AGENT_SOAK") == "1"
+TICK = 100
+
+
+@st.composite
+def scenarios(draw):
+    site = draw(sites())
+    # Detector diagnostics with short limits, so that their timers fire and restore.
+    for d in site["detectors"] + site["ped_detectors"]:
+        if draw(st.booleans()):
+            d["no_activity"] = draw(st.sampled_from([0.5, 1.0]))
+            d["max_presence"] = draw(st.sampled_from([0.25, 0.5]))
+            d["erratic"] = draw(st.sampled_from([0, 3]))
+            d["restore"] = draw(tenths(1.0, 20.0))
+    extra = draw(plans(site, "plan-a"))
+    channels = [d["channel"] for d in site["detectors"]]
+    peds = [d["channel"] for d in site["ped_detectors"]]
+    end = draw(st.integers(60, 400)) * 1000
+    changes = {}
+    for _ in range(draw(st.integers(0, 60))):
+        t = draw(st.integers(1, end // TICK)) * TICK
+        kind = draw(st.sampled_from(["level", "level", "level", "pulse", "ped", "ped-off", "plan"]))
+        if kind in ("ped", "ped-off") and not peds:
+            kind = "level"
+        if kind == "plan":
+            ch = draw(st.integers(0, 1))
+        else:
+            ch = draw(st.sampled_from(peds if kind.startswith("ped") else channels))
+        changes.setdefault(t, []).append((kind, ch))
+    return site, extra, end, changes
+
+
+def _inputs(state, t, changes, plans_, version):
+    """Apply the changes at t to state; the Inputs of a step at t (changes=True) or between."""
+    pulses, plan = {}, None
+    for kind, ch in changes.get(t, ()):
+        if kind == "level":
+            state["levels"][ch] = not state["levels"].get(ch, False)
+        elif kind == "pulse":
+            pulses[ch] = pulses.get(ch, 0) + 1
+        elif kind == "ped":
+            state["peds"][ch] = True
+        elif kind == "ped-off":
+            state["peds"][ch] = False
+        else:
+            plan = plans_[ch]
+            version[0] += 1
+    link = offer(plan, version[0]) if plan is not None else {}
+    return Inputs(detectors=dict(state["levels"]), pulses=pulses, peds=dict(state["peds"]), **link)
+
+
+def _quiet(state):
+    return Inputs(detectors=dict(state["levels"]), peds=dict(state["peds"]))
+
+
+class Trace:
+    def __init__(self):
+        self.events, self.shown, self.last, self.steps = [], [], None, 0
+
+    def add(self, out):
+        self.steps += 1
+        self.events.extend(out.events)
+        shown = (out.vehicle, out.ped, out.mode, out.fault is not None)
+        if shown != self.last:
+            self.shown.append((out.ms, shown))
+            self.last = shown
+
+
+def run_every_tick(site, plans_, end, changes):
+    agent = Agent(site, link_policy=ALWAYS_UP)
+    state, version, trace = {"levels": {}, "peds": {}}, [0], Trace()
+    for t in range(0, end + 1, TICK):
+        inp = _inputs(state, t, changes, plans_, version) if t in changes else _quiet(state)
+        trace.add(agent.step(t, inp))
+    return trace
+
+
+def run_event_driven(site, plans_, end, changes):
+    agent = Agent(site, link_policy=ALWAYS_UP)
+    state, version, trace = {"levels": {}, "peds": {}}, [0], Trace()
+    times = sorted(changes)
+    t = 0
+    trace.add(agent.step(0, _inputs(state, 0, changes, plans_, version)))
+    i = 0
+    while True:
+        while i < len(times) and times[i] <= t:
+            i += 1
+        due = agent.next_ms(t)
+        assert due > t, "next_ms(%d) = %d is not after the step" % (t, due)
+        due = -(-due // TICK) * TICK
+        change = times[i] if i < len(times) else None
+        if change is not None and change <= due:
+            if change - TICK > t and any(state["levels"].values()):
+                # The tick before an input change, with the old inputs.
+                trace.add(agent.step(change - TICK, _quiet(state)))
+            t = change
+            inp = _inputs(state, t, changes, plans_, version)
+        else:
+            t = due
+            inp = _quiet(state)
+        if t > end:
+            break
+        trace.add(agent.step(t, inp))
+    return trace
+
+
+@settings(max_examples=400 if SOAK else 60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenarios())
+def test_event_driven_matches_every_tick(scenario):
+    site_d, extra, end, changes = scenario
+    site = parse_site(site_d)
+    plans_ = [parse_plan(site_d["fallback_plan"], site), parse_plan(extra, site)]
+    a = run_every_tick(site, plans_, end, changes)
+    b = run_event_driven(site, plans_, end, changes)
+    assert b.events == a.events
+    assert b.shown == a.shown
