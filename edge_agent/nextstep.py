@@ -57,7 +57,10 @@ def next_ms(agent, now, mode_run, mode_startup_flash, mode_startup_all_red):
     best = _detectors(agent.detectors, green, now, best)
     if mode != mode_run or best == now + 1:
         return best
-    if agent.preemption.table or agent.coordinator is not None:
+    if agent.coordinator is not None or _preempt_busy(agent.preemption):
+        return now + 1
+    # A hold a request placed (preemption's dwell) is logged off at the next step.
+    if c.hold != (inputs.hold if inputs is not None else 0):
         return now + 1
     # A plan that took effect in this step: its recalls place calls at the next.
     if c.plan is not agent.plan:
@@ -196,3 +199,17 @@ def _gap_out(c, p, now):
         else:
             lo = mid + 1
     return lo
+
+
+def _preempt_busy(pre):
+    """True while preemption has anything of its own to time: a sequence, a call
+    (delay, max presence), or a priority request (its start and expiry). An idle
+    table waits for an input, and an input change wakes the rig anyway."""
+    if not pre.table:
+        return False
+    if pre.active or pre.requests or pre.link_from:
+        return True
+    for n in pre.table:
+        if pre.level[n] or pre.pending[n] or pre.wired[n]:
+            return True
+    return False

@@ -14,7 +14,7 @@ from hypothesis import given, settings, HealthCheck, strategies as st
 from edge_agent.agent import Agent, Inputs
 from edge_agent.intersection import parse_site
 from edge_agent.plan import parse_plan
-from tests.family import sites, plans, tenths
+from tests.family import sites, plans, preempts, tenths
 from tests.portable.sheets import ALWAYS_UP, offer
 
 SOAK = os.environ.get("EDGE_AGENT_SOAK") == "1"
@@ -31,6 +31,11 @@ def scenarios(draw):
             d["max_presence"] = draw(st.sampled_from([0.25, 0.5]))
             d["erratic"] = draw(st.sampled_from([0, 3]))
             d["restore"] = draw(tenths(1.0, 20.0))
+    # Preempts configured on some sites: an idle table must cost no steps, a called
+    # one (delay, sequence, max presence) steps every tick.
+    if draw(st.booleans()):
+        site["preempts"] = draw(preempts(site))
+    numbers = [e["number"] for e in site.get("preempts", [])]
     extra = draw(plans(site, "plan-a"))
     channels = [d["channel"] for d in site["detectors"]]
     peds = [d["channel"] for d in site["ped_detectors"]]
@@ -38,11 +43,14 @@ def scenarios(draw):
     changes = {}
     for _ in range(draw(st.integers(0, 60))):
         t = draw(st.integers(1, end // TICK)) * TICK
-        kind = draw(st.sampled_from(["level", "level", "level", "pulse", "ped", "ped-off", "plan"]))
-        if kind in ("ped", "ped-off") and not peds:
+        kind = draw(st.sampled_from(["level", "level", "level", "pulse", "ped", "ped-off", "plan",
+                                     "preempt"]))
+        if kind in ("ped", "ped-off") and not peds or kind == "preempt" and not numbers:
             kind = "level"
         if kind == "plan":
             ch = draw(st.integers(0, 1))
+        elif kind == "preempt":
+            ch = draw(st.sampled_from(numbers))
         else:
             ch = draw(st.sampled_from(peds if kind.startswith("ped") else channels))
         changes.setdefault(t, []).append((kind, ch))
@@ -61,15 +69,19 @@ def _inputs(state, t, changes, plans_, version):
             state["peds"][ch] = True
         elif kind == "ped-off":
             state["peds"][ch] = False
+        elif kind == "preempt":
+            state["preempts"][ch] = not state["preempts"].get(ch, False)
         else:
             plan = plans_[ch]
             version[0] += 1
     link = offer(plan, version[0]) if plan is not None else {}
-    return Inputs(detectors=dict(state["levels"]), pulses=pulses, peds=dict(state["peds"]), **link)
+    return Inputs(detectors=dict(state["levels"]), pulses=pulses, peds=dict(state["peds"]),
+                  preempts=dict(state["preempts"]), **link)
 
 
 def _quiet(state):
-    return Inputs(detectors=dict(state["levels"]), peds=dict(state["peds"]))
+    return Inputs(detectors=dict(state["levels"]), peds=dict(state["peds"]),
+                  preempts=dict(state["preempts"]))
 
 
 class Trace:
@@ -87,7 +99,7 @@ class Trace:
 
 def run_every_tick(site, plans_, end, changes):
     agent = Agent(site, link_policy=ALWAYS_UP)
-    state, version, trace = {"levels": {}, "peds": {}}, [0], Trace()
+    state, version, trace = {"levels": {}, "peds": {}, "preempts": {}}, [0], Trace()
     for t in range(0, end + 1, TICK):
         inp = _inputs(state, t, changes, plans_, version) if t in changes else _quiet(state)
         trace.add(agent.step(t, inp))
@@ -96,7 +108,7 @@ def run_every_tick(site, plans_, end, changes):
 
 def run_event_driven(site, plans_, end, changes):
     agent = Agent(site, link_policy=ALWAYS_UP)
-    state, version, trace = {"levels": {}, "peds": {}}, [0], Trace()
+    state, version, trace = {"levels": {}, "peds": {}, "preempts": {}}, [0], Trace()
     times = sorted(changes)
     t = 0
     trace.add(agent.step(0, _inputs(state, 0, changes, plans_, version)))
