@@ -15,7 +15,8 @@ hold-over, plan expiry and local-control end. Where a part's timing is not
 modelled here the answer is `now + 1` (step every tick): while a carry-over
 (detector extend) runs, while a green's extension could end at a detector
 fault or restore (a fail-max recall; presence on a detector with
-diagnostics), while preemption is configured, while a cycle timer runs,
+diagnostics), while a preempt is called, pending or running (or a priority
+request is held), and the step after it placed a hold, while a cycle timer runs,
 while a cabinet reading is fed; and for the step after one whose inputs
 held pulses, reports or requests (they last one step), whose greens or
 yellows changed (the detectors see them a step later), or where a plan just
