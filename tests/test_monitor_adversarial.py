@@ -17,10 +17,11 @@ printed by the last test of this file (run pytest with -s to see them).
 import os
 import random
 
-from hypothesis import settings, HealthCheck, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, rule, initialize, invariant
+import pytest
 
-from edge_agent.intersection import parse_site
+from hypothesis import settings, HealthCheck, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, initialize
+
 from edge_agent.monitor import Monitor, FAULT_NAMES
 from edge_agent.standard import standard_site
 from edge_agent.indications import (DARK, RED, YELLOW, GREEN, FLASH_RED, FLASH_YELLOW,
@@ -28,7 +29,7 @@ from edge_agent.indications import (DARK, RED, YELLOW, GREEN, FLASH_RED, FLASH_Y
 from tests.mmu_checker import MmuChecker
 
 SOAK = os.environ.get("EDGE_AGENT_SOAK") == "1"
-EXAMPLES = 3_500 if SOAK else 350
+EXAMPLES = 4_000 if SOAK else 400
 STEPS_PER_EXAMPLE = 50           # rule calls; each rule call runs a burst of monitor steps
 COUNTS = {"steps": 0, "latches": 0, "examples": 0, "rules": {}}
 
@@ -173,10 +174,6 @@ class EvilController(RuleBasedStateMachine):
         self.now += ms
         self.step()
 
-    @invariant()
-    def time_only_moves_forward(self):
-        assert getattr(self, "now", 0) >= 0
-
 
 TestEvilController = EvilController.TestCase
 TestEvilController.settings = settings(
@@ -191,7 +188,7 @@ def test_zz_adversarial_step_count_is_reported_and_enough():
           % (COUNTS["steps"], COUNTS["examples"], COUNTS["latches"],
              ", ".join("%s %d" % kv for kv in sorted(COUNTS["rules"].items()))))
     if COUNTS["examples"] == 0:
-        return          # the machine was deselected (-k): nothing to count
+        pytest.skip("the state machine was deselected (-k): no steps to count")
     assert COUNTS["steps"] >= (10 ** 7 if SOAK else 10 ** 6)
     seen = set(COUNTS["rules"])
     expected = set(FAULT_NAMES[c] for c in (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12))
