@@ -31,8 +31,12 @@ def test_valid_plan_becomes_active_at_the_next_safe_point_and_is_reported_accept
         assert r is not None, central.reported(INTERSECTION)
         assert r["last"]["result"] == "accepted" and r["last"]["version"] == 1
         assert r["active"] == {"version": 1, "id": "central-v1", "source": "central"}
+        # Wait for the state that carries the switch itself: a state published while the
+        # plan was still pending (mode central, plan local) may be the one seen first.
         state = central.wait_for(lambda: (central.state(INTERSECTION) or {}).get("mode") == "central"
-                                 and central.state(INTERSECTION), 5)
+                                 and (central.state(INTERSECTION).get("plan") or {}).get("version")
+                                 == 1 and central.state(INTERSECTION), 5)
+        assert state, central.state(INTERSECTION)
         assert state["plan"] == {"version": 1, "id": "central-v1", "source": "central"}
         assert state["online"] is True
         # The switch happened at a barrier crossing, in the same step.
