@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -23,10 +24,33 @@ from tests.linkrig import KID, SECRET, quick_site
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = [sys.executable, "-m", "tools.cli"]
 GREEN_ONLY = (False, False, True)
+# The agent runs as deploy/edge-agent.service runs it (Nice=-5), and the emulated cabinet,
+# hardware of its own in the field, at the same priority: a control loop must keep its
+# 100 ms cycle (the MMU flashes after 300 ms without load-switch frames, as it should), and
+# on a shared 2-core CI machine other work must not starve the two of them.
+NICE = -5
+
+
+def _renice(who=0, nice=NICE):
+    try:
+        os.setpriority(os.PRIO_PROCESS, who, nice)
+    except OSError:                          # not root: the normal priority
+        pass
+
+
+# The rig's link tolerance. On a pty the emulator's answers reach the agent through a
+# kernel worker thread (the tty flip buffer), which other load on a shared 2-core machine
+# can hold back for a few 100 ms cycles even when agent and emulator run on time (seen:
+# "T&F BIU 1 (3 responses missed)" with the loop at most 5 ms late). The end-to-end tests
+# therefore allow 10 missed cycles and 2 s without MMU status; the default limits (3
+# cycles, 500 ms) are checked without I/O in test_poller_cycle_frames_timeouts_and_dead_stations.
+RIG_MISS_LIMIT = 10
+RIG_LINK_TIMEOUT_MS = 2000
 
 
 def write_config(d, **cabinet):
-    cab = {"channels": {"2": 2, "4": 4, "6": 6, "8": 8}, "ped_channels": {}}
+    cab = {"channels": {"2": 2, "4": 4, "6": 6, "8": 8}, "ped_channels": {},
+           "miss_limit": RIG_MISS_LIMIT, "link_timeout_ms": RIG_LINK_TIMEOUT_MS}
     cab.update(cabinet)
     with open(d / "site.json", "w") as f:
         json.dump({"site": quick_site(), "cabinet": cab}, f)
@@ -39,7 +63,7 @@ def write_config(d, **cabinet):
 def cabinet():
     # quick site: rings [2, 4] and [6, 8], barriers [2, 6] and [4, 8]
     emu = CabinetEmulator(tf_bius=2, det_bius=1, monitored=(2, 4, 6, 8),
-                          permits={(2, 6), (4, 8)})
+                          permits={(2, 6), (4, 8)}, nice=NICE)
     emu.open()
     emu.start()
     yield emu
@@ -50,7 +74,8 @@ def start_agent(d, port, seconds):
     return subprocess.Popen(CLI + ["run", "--config", str(d / "site.json"), "--provision",
                                    str(d / "provision.json"), "--no-mqtt", "--cabinet", port,
                                    "--log-json", "--seconds", str(seconds)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_renice)
 
 
 def finish(agent):
@@ -111,7 +136,7 @@ def test_agent_drives_the_cabinet_green_yellow_red_at_the_plans_times(tmp_path, 
     assert both == []                               # 2 and 4 never green together
     assert cabinet.frames_in[ts2.LOAD_SWITCH_DRIVERS] >= 80
     assert cabinet.frames_in[ts2.DATE_TIME] >= 8
-    assert not [r for r in logs if r["level"] in ("warning", "error")], logs
+    assert [r for r in logs if r["level"] in ("warning", "error")] == []
 
 
 def test_detector_biu_call_holds_the_green_to_max_out(tmp_path, cabinet):
@@ -124,7 +149,7 @@ def test_detector_biu_call_holds_the_green_to_max_out(tmp_path, cabinet):
     assert [c for c, _ in seq][:3] == ["red", "green", "yellow"], seq
     assert round(seq[1][1] / 100) * 100 in (6000, 6100), seq      # one step late at most
     assert cabinet.frames_in[ts2.CALL_DATA_REQUEST] >= 100
-    assert not [r for r in logs if r["level"] in ("warning", "error")], logs
+    assert [r for r in logs if r["level"] in ("warning", "error")] == []
 
 
 def test_mmu_programmed_with_a_conflicting_pair_latches_flash_before_the_first_green(
@@ -164,8 +189,10 @@ def test_stuck_load_switch_latches_flash_after_the_tolerance(tmp_path, cabinet):
 
 
 def test_dead_biu_is_a_lost_link_and_flash(tmp_path, cabinet):
-    latched, logs, _ = _fault_run(tmp_path, cabinet, lambda c: c.dead_biu(1))
-    assert latched["reason"] == "cabinet link lost: T&F BIU 1 (3 responses missed)"
+    # Its heads go dark: a field-check tolerance above the rig's 10 missed cycles (1 s)
+    # lets the link supervision be the one that sees it (at 500 ms the field check would).
+    latched, logs, _ = _fault_run(tmp_path, cabinet, lambda c: c.dead_biu(1), tolerance_ms=2000)
+    assert latched["reason"] == "cabinet link lost: T&F BIU 1 (10 responses missed)"
     assert latched["code"] == 22
     lost = [r for r in logs if r["msg"].startswith("cabinet link lost")]
     assert lost and lost[0]["level"] == "warning"
@@ -180,12 +207,12 @@ def test_mmu_trip_latches_flash_with_the_mmus_reason(tmp_path, cabinet):
 def test_cut_port1_cable_the_mmu_flashes_and_the_agent_latches_flash(tmp_path, cabinet):
     latched, logs, t0 = _fault_run(tmp_path, cabinet, lambda c: c.cut_cable())
     assert latched["code"] == 22
-    # Three missed cycles normally; on a loaded machine a skipped step can make the
-    # 500 ms status timeout the first to see it. Either way: link lost, flash.
+    # Ten missed cycles normally; on a loaded machine skipped steps can make the
+    # 2 s status timeout the first to see it. Either way: link lost, flash.
     assert latched["reason"] in (
-        "cabinet link lost: MMU (3 responses missed), T&F BIU 1 (3 responses missed), "
-        "T&F BIU 2 (3 responses missed)",) or re.fullmatch(
-        r"cabinet link lost: no MMU status for 5\d\d ms", latched["reason"]), latched
+        "cabinet link lost: MMU (10 responses missed), T&F BIU 1 (10 responses missed), "
+        "T&F BIU 2 (10 responses missed)",) or re.fullmatch(
+        r"cabinet link lost: no MMU status for 20\d\d ms", latched["reason"]), latched
     field, flags = cabinet.snapshot()
     assert flags & ts2.MMU_PORT1_TIMEOUT            # the MMU's own watchdog flashed the field
     flashing = [f for ms, f in cabinet.field_log if ms > t0]
@@ -194,12 +221,19 @@ def test_cut_port1_cable_the_mmu_flashes_and_the_agent_latches_flash(tmp_path, c
 
 def test_corrupted_and_garbage_frames_are_counted_and_do_not_flash(tmp_path, cabinet):
     from tools.cmd_run import build_runtime
-    write_config(tmp_path, miss_limit=6)
+    write_config(tmp_path)
     cabinet.corrupt_rate = 0.05
     cabinet.garbage_rate = 0.05
-    rt = build_runtime(str(tmp_path / "site.json"), str(tmp_path / "provision.json"),
-                       mqtt=False, cabinet=cabinet.path)
-    rt.run(max_steps=60)
+    # The runtime runs in this thread (its reader thread inherits the priority).
+    me = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, me)
+    _renice(me)
+    try:
+        rt = build_runtime(str(tmp_path / "site.json"), str(tmp_path / "provision.json"),
+                           mqtt=False, cabinet=cabinet.path)
+        rt.run(max_steps=60)
+    finally:
+        _renice(me, before)
     cab = [s for s in rt.sources if getattr(s, "name", "") == "cabinet"][0]
     st = cab.stats()
     assert rt.out.fault is None
