@@ -61,6 +61,11 @@ def test_provision_new_writes_a_bundle_that_runs_against_a_broker(tmp_path, brok
     assert prov["keys"][0]["secret"] == key["secret"] and len(key["secret"]) == 64
     assert prov["mqtt"]["brokers"] == ["127.0.0.1:%d" % broker.port]
     assert prov["mqtt"]["site"] == "city" and prov["mqtt"]["username"] == "ctl-0042"
+    # The client id is a per-unit secret (a NATS cluster lets any user take any id), not
+    # the guessable edge-agent-<id>: 32 random hex digits, fresh for every bundle.
+    cid = prov["mqtt"]["client_id"]
+    assert cid.startswith("unit-") and len(cid) == 37 and "ctl-0042" not in cid
+    assert "spread" not in prov["mqtt"]
     assert (out / "mosquitto-passwd.txt").read_text() == "ctl-0042:%s\n" % prov["mqtt"]["password"]
     assert check_password(PASSWORD, prov["panel"]["password_hash"])
     assert cli("config", "check", str(out / "site.json")).returncode == 0
@@ -89,6 +94,17 @@ def test_provision_new_refuses_to_overwrite_and_short_passwords(tmp_path):
             "--panel-password-file", str(tmp_path / "pw.txt"), "--out", str(tmp_path / "b2"))
     assert r.returncode == 2 and "at least 8 characters" in r.stderr
     assert not (tmp_path / "b2").exists() or not os.listdir(tmp_path / "b2")
+
+
+def test_each_bundle_has_its_own_secret_client_id_and_a_cluster_bundle_spreads(tmp_path):
+    ids = []
+    for name, extra in (("a", ()), ("b", ("--broker", "127.0.0.1:1884", "--spread"))):
+        out = tmp_path / name
+        assert provision(out, "127.0.0.1:1883", *extra).returncode == 0
+        mqtt = json.loads((out / "provision.json").read_text())["mqtt"]
+        ids.append(mqtt["client_id"])
+    assert ids[0] != ids[1]
+    assert mqtt["brokers"] == ["127.0.0.1:1883", "127.0.0.1:1884"] and mqtt["spread"] is True
 
 
 def readme_run_line():

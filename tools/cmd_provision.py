@@ -9,7 +9,8 @@ Writes into --out (refusing to overwrite without --force):
   site.json           the template site with this intersection's id and name
   provision.json      store directory, the controller's keyring (a fresh HMAC key),
                       the "mqtt" section (broker, site, username = intersection,
-                      a fresh broker password), the front panel's password hash
+                      a fresh broker password, a secret random client id), the
+                      front panel's password hash
   central-key.json    the same HMAC key for central to sign this controller's plans
   mosquitto-passwd.txt  "username:password" for the broker's password file
 
@@ -48,6 +49,9 @@ def register(sub):
     n.add_argument("--site-id", required=True, help="site level of the MQTT topics (the city)")
     n.add_argument("--broker", action="append", required=True, metavar="HOST:PORT",
                    help="MQTT broker; repeat for a cluster (first is primary)")
+    n.add_argument("--spread", action="store_true",
+                   help="the brokers are nodes of one cluster: the unit starts on a node "
+                        "chosen by its id instead of the first (docs/fleet.md)")
     n.add_argument("--template", default="standard",
                    help="site template: standard (built-in 8 phases), a built-in scenario "
                         "name (suburban, arterial, night) or a site JSON file")
@@ -133,12 +137,18 @@ def _new(args):
                       % (out, ", ".join(existing)))
     key = generate_key("%s-key1" % args.intersection, "hmac")
     broker_password = os.urandom(18).hex()
+    # The client id is a per-unit secret, never the guessable "edge-agent-<id>": a broker
+    # that does not bind ids to user names (NATS 2.9) would otherwise let any unit's
+    # credentials knock this one off (docs/fleet.md).
+    mqtt = {"brokers": list(args.broker), "site": args.site_id,
+            "username": args.intersection, "password": broker_password,
+            "client_id": "unit-" + os.urandom(16).hex()}
+    if args.spread:
+        mqtt["spread"] = True
     provision = {
         "store_dir": args.store_dir,
         "keys": [dict(key, note="shared with central; central-key.json holds the same key")],
-        "mqtt": {"brokers": list(args.broker), "site": args.site_id,
-                 "username": args.intersection, "password": broker_password,
-                 "client_id": "edge-agent-%s" % args.intersection},
+        "mqtt": mqtt,
         "panel": {"password_hash": hash_password(password)},
     }
     _write(os.path.join(out, "site.json"), site)
