@@ -127,8 +127,12 @@ def test_panel_follows_the_agent_and_guards_the_reset(tmp_path, browser):
         time.sleep(1.1)                                  # the card's minimum flash (1.0 s)
         browser.save_screenshot(os.path.join(shots, "panel-flash.png"))
 
-        def act(password):
-            Select(browser.find_element(By.ID, "action")).select_by_value("flash-reset")
+        def act(password, action="flash-reset", arg=None):
+            Select(browser.find_element(By.ID, "action")).select_by_value(action)
+            if arg is not None:
+                browser.find_element(By.ID, "arg").clear()
+                browser.find_element(By.ID, "arg").send_keys(str(arg))
+            js("document.getElementById('answer').textContent = ''")
             browser.find_element(By.ID, "password").send_keys(password)
             browser.find_element(By.ID, "send").click()
             return wait_for(lambda: (lambda t: t if t and t != "sending…" else None)(
@@ -148,6 +152,26 @@ def test_panel_follows_the_agent_and_guards_the_reset(tmp_path, browser):
                   ".map(r => Array.from(r.cells).map(c => c.innerText))")
         assert [r[1:] for r in rows] == [["4201", "3", "flash reset"]]     # 3: from the panel
         browser.save_screenshot(os.path.join(shots, "panel-after-reset.png"))
+        # The header: the plan with its source, no preempt.
+        st = call(sock, "status")["status"]
+        assert browser.find_element(By.ID, "plan").text == "%s (local)" % st["plan"]["id"]
+        assert browser.find_element(By.ID, "preempt").text == "none"
+
+        # The other actions, each an event with its phase or minutes. Phase 3 (NB left)
+        # has no recall: the panel's call is a locking call that stands until served.
+        assert act(PASSWORD, "vehicle-call", 3) == "done: vehicle call on phase 3"
+        wait_for(lambda: (lambda p: p["call"] or p["vehicle"] == "G")(
+            call(sock, "status")["status"]["phases"]["3"]), 5, "phase 3 called")
+        assert act(PASSWORD, "ped-call", 3) == "refused: phase 3 has no push button"
+        assert act("guess", "vehicle-call", 7) == "refused: wrong password"
+        assert act(PASSWORD, "local-control", 5) == "done: local control for 5 min"
+        browser.find_element(By.ID, "filter").clear()
+        browser.find_element(By.ID, "filter").send_keys("(panel)")
+        rows = wait_for(lambda: (lambda r: r if len(r) == 2 else None)(js(
+            "return Array.from(document.querySelectorAll('#logbody tr'))"
+            ".map(r => Array.from(r.cells).map(c => c.innerText))")), 5, "the panel's events")
+        assert sorted(r[1:] for r in rows) == [["4206", "3", "manual vehicle call (panel)"],
+                                               ["4208", "5", "local control held (panel)"]]
         from urllib.request import urlopen
         csv = urlopen("http://127.0.0.1:%d/events.csv" % port, timeout=10).read().decode()
         lines = csv.splitlines()
