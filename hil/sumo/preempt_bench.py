@@ -6,11 +6,12 @@
 Emergency vehicles (SUMO vClass ``emergency``, no blue-light device: they
 obey the signals like everyone else) go straight through the junction from a
 seeded random approach every ``ev_every_s`` on average. Each approach has a
-preempt (EB 1, WB 2, NB 3, SB 4) whose dwell serves that approach's through
-phase and its protected left (a queue jump: the through queue empties ahead
-of the vehicle). The call is the vehicle's presence on the approach edge:
-it is detected 300 m upstream (the approach's length) and clears when it
-crosses the stop line. The run without preemption uses the same site, demand,
+preempt (EB 1, WB 2, NB 3, SB 4) whose dwell serves both through phases of
+its street (2+6 or 4+8), so the opposing through keeps moving; the first
+programming, a queue jump (the approach's through and its own protected
+left), cost the other cars too much (docs/benchmarks.md). The call is the
+vehicle's presence on the approach edge: it is detected 300 m upstream (the
+approach's length) and clears when it crosses the stop line. The run without preemption uses the same site, demand,
 seed and EV schedule and gives the agent no preempt input. SUMO's tripinfo
 then gives each vehicle's time loss.
 """
@@ -25,7 +26,7 @@ from hil.sumo import build as _build
 from hil.sumo.bridge import SumoBridge
 from hil.sumo.run import step_pulses
 
-# approach -> (preempt number, dwell phases: its through and its protected left)
+# approach -> (preempt number, dwell phases: both throughs of its street)
 PREEMPTS = {"EB": (1, [2, 6]), "WB": (2, [6, 2]), "NB": (3, [4, 8]), "SB": (4, [8, 4])}
 EV_PREFIX = "EV"
 
