@@ -206,6 +206,8 @@ class Detectors:
 
     def _level(self, s, now, raw, n, log):
         """A direct input: level now and n on-edges since the last step."""
+        if not n and raw == s.raw:
+            return                      # most steps: no edge to log, count or time
         d = s.diag
         rising = raw and not s.raw
         # The edges between the last step and this one, in order: a pulse on an

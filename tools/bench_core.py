@@ -132,27 +132,60 @@ def bench_micropython(steps=20_000):
             "python": doc["micropython"]}
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _with_commit(ref, fn):
+    """fn(old_root) with the core and tools of git commit `ref` unpacked in a temporary tree."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as old:
+        archive = subprocess.run(["git", "-C", REPO, "archive", ref, "edge_agent", "tools"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
+        return fn(old)
+
+
 def bench_against(ref, steps, rounds=3):
     """This tree's core and the core of git commit `ref`, measured side by side:
     each in its own fresh CPython process, alternating, `rounds` times each."""
     import subprocess
     import sys
-    import tempfile
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = ("import json,sys; from tools.bench_core import bench_core; "
             "print(json.dumps(bench_core(%d)))" % steps)
     results = {"this tree": [], ref: []}
-    with tempfile.TemporaryDirectory() as old:
-        archive = subprocess.run(["git", "-C", repo, "archive", ref, "edge_agent", "tools"],
-                                 capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
+
+    def measure(old):
         for _ in range(rounds):
-            for label, root in (("this tree", repo), (ref, old)):
+            for label, root in (("this tree", REPO), (ref, old)):
                 env = dict(os.environ, PYTHONPATH=root)
                 out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
                                      capture_output=True, text=True, check=True).stdout
                 results[label].append(json.loads(out))
-    return results
+        return results
+    return _with_commit(ref, measure)
+
+
+def instructions_per_step(root, steps):
+    """CPU instructions per core step of the tree at `root`, counted by valgrind's
+    callgrind: the same run at `steps` and at 2 x `steps`, the difference divided by
+    `steps` (start-up and imports cancel out). Repeatable whatever else the machine
+    does, unlike times on a shared VM."""
+    import re
+    import subprocess
+    import sys
+    counts = []
+    for n in (steps, 2 * steps):
+        r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                            sys.executable, "-c",
+                            "from tools.bench_core import bench_core; bench_core(%d)" % n],
+                           cwd=root, env=dict(os.environ, PYTHONPATH=root),
+                           capture_output=True, text=True)
+        m = re.search(r"Collected : (\d+)", r.stderr)
+        if r.returncode != 0 or m is None:
+            raise RuntimeError("callgrind run failed in %s: %s" % (root, r.stderr[-400:]))
+        counts.append(int(m.group(1)))
+    return (counts[1] - counts[0]) / steps
 
 
 def add_arguments(p):
@@ -162,9 +195,26 @@ def add_arguments(p):
     p.add_argument("--steps", type=int, default=200_000, help="CPython steps (default 200000)")
     p.add_argument("--mpy-steps", type=int, default=40_000, help="MicroPython steps (default 40000)")
     p.add_argument("--no-micropython", action="store_true", help="skip the MicroPython run")
+    p.add_argument("--instructions", type=int, metavar="STEPS", nargs="?", const=20_000,
+                   help="with --against: count CPU instructions per step under valgrind "
+                        "(callgrind) instead of timing, over STEPS steps (default 20000)")
 
 
 def run(args):
+    if args.instructions:
+        import shutil
+        if not args.against:
+            print("bench core: --instructions compares two trees: give --against COMMIT")
+            return 2
+        if shutil.which("valgrind") is None:
+            print("bench core: --instructions needs valgrind (apt-get install valgrind)")
+            return 2
+        here = instructions_per_step(REPO, args.instructions)
+        old = _with_commit(args.against, lambda root: instructions_per_step(root, args.instructions))
+        print("instructions per step (callgrind, %d and %d steps): this tree %.0f, %s %.0f "
+              "(%+.1f %%)" % (args.instructions, 2 * args.instructions, here, args.against, old,
+                            100.0 * (here - old) / old))
+        return 0
     if args.against:
         res = bench_against(args.against, args.steps, args.rounds)
         for label, runs in res.items():
