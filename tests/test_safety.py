@@ -30,6 +30,7 @@ from tests.portable.sheets import ALWAYS_UP, offer
 SOAK = os.environ.get("EDGE_AGENT_SOAK") == "1"
 EXAMPLES = 2_000 if SOAK else 200
 STEPS = 2_000
+SEEN = {"examples": 0, "events": {}}    # over all examples: preempt event code -> count
 
 
 @st.composite
@@ -133,6 +134,9 @@ def drive(site_d, plan_ds, seed, level, steps=STEPS):
                         q, demand_since[q], now, bound)
         prev = out
     agent.preempt_events = seen
+    SEEN["examples"] += 1
+    for code, n in seen.items():
+        SEEN["events"][code] = SEEN["events"].get(code, 0) + n
     return agent, checker
 
 
@@ -142,6 +146,21 @@ def drive(site_d, plan_ds, seed, level, steps=STEPS):
 def test_safety_rules_hold_after_every_step(scenario):
     site_d, plan_ds, seed, level = scenario
     drive(site_d, plan_ds, seed, level)
+
+
+def test_the_random_streams_reach_every_preempt_stage():
+    """Runs after the property test (file order): the streams it checked went through
+    every stage of a preempt sequence, so the safety rules were checked there too."""
+    print("\npreempt events over %d examples: %s" % (SEEN["examples"], sorted(SEEN["events"].items())))
+    if SEEN["examples"] == 0:
+        import pytest
+        pytest.skip("the property test was deselected (-k): nothing to count")
+    stages = {102: "call on", 104: "call off", 105: "entry started", 106: "track clearance",
+              107: "dwell", 108: "link on", 109: "link off", 110: "max presence exceeded",
+              111: "exit",
+              116: "preemption force-off"}
+    missing = [name for code, name in sorted(stages.items()) if not SEEN["events"].get(code)]
+    assert missing == [], "no random stream reached: %s" % ", ".join(missing)
 
 
 def test_checker_catches_a_conflicting_green():
