@@ -243,6 +243,33 @@ def test_phase_check_and_omit_events_reach_atspm(faults):
         ("2026-06-15 07:05:00", "2026-06-15 07:07:00", OMIT_PHASE)]
 
 
+def test_phase_skips_reach_atspm_as_logged(coord):
+    """Phase skipped (14): the sequencer's skips are in the export one for one."""
+    _, events, tables, _, _ = coord
+    skips = [p for t, c, p in events if c == 14]
+    raw = tables["raw_data"]
+    assert len(skips) > 0
+    assert sorted(int(p) for p in raw[raw["EventId"] == 14]["Parameter"]) == sorted(skips)
+
+
+def test_start_up_flash_reads_as_start_up_flash(tmp_path):
+    """The boot events reach the export: unit flash status 7 (startup) at power-up and
+    2 (not flash) when the 6 s start-up flash ends; atspm draws the start-up flash."""
+    sc = load_scenario("arterial")
+    site = copy.deepcopy(sc.site)
+    site["startup"]["flash"] = 6.0
+    _, events, tables, _, _ = rig_run(tmp_path, "boot", 120, site)
+    assert [(t, p) for t, c, p in events if c == 173] == [(0, 7), (6000, 2)]
+    tl = tables["timeline"]
+    flash = tl[tl["EventClass"].str.startswith("Flash")]
+    # The return to "not flash" is a state of its own for atspm; with no 173 after it,
+    # its end is its start plus atspm's cushion time (1 s here; timeline.sql: COALESCE).
+    assert [(c, str(a), str(b)) for c, a, b in
+            zip(flash["EventClass"], flash["StartTime"], flash["EndTime"])] == [
+        ("Flash - Startup", "2026-06-15 07:00:00", "2026-06-15 07:00:06"),
+        ("Flash - Not Flash", "2026-06-15 07:00:06", "2026-06-15 07:00:07")]
+
+
 def test_report_draws_every_chart_from_atspm_into_one_self_contained_page(faults, tmp_path):
     import re
     from tools.cli import main
