@@ -38,20 +38,33 @@ def monotonic_ms():
     return time.monotonic_ns() // 1_000_000
 
 
+PREEMPT_CALL, ADVANCE_WARNING, GATE_DOWN = "call", "advance_warning", "gate_down"
+
+
 class SerialDetectorCard:
     """One serial detector card: open, read, parse, reconnect; reports to the core."""
 
     def __init__(self, port, source=None, channels=None, ped_channels=None, baudrate=115200,
                  clock=monotonic_ms, backoff_s=(0.05, 2.0), read_timeout_s=0.02,
-                 opener=None, seed=None, preempts=None, preempt_watchdog_ms=1000):
+                 opener=None, seed=None, preempts=None, preempt_watchdog_ms=1000,
+                 advance_warnings=None, gate_downs=None):
         self.port = port
         self.source = source or port
         # card channel -> site vehicle channel / site ped channel; default: card ch = site ch
         self.channels = dict(channels) if channels is not None else {c: c for c in range(1, 65)}
         self.ped_channels = dict(ped_channels or {})
-        # card preempt input -> site preempt number (none: the card's preempt frames are ignored)
-        self.preempt_map = dict(preempts or {})
-        self.preempt_levels = {}      # site preempt number -> level, changed since the last take
+        # card preempt input -> (kind, site preempt number); kinds: "call" (the preempt's
+        # call), "advance_warning" and "gate_down" (a railroad's; events 101, 103). None
+        # mapped: the card's preempt frames are ignored.
+        self.preempt_map = {}
+        for kind, m in ((PREEMPT_CALL, preempts), (ADVANCE_WARNING, advance_warnings),
+                        (GATE_DOWN, gate_downs)):
+            for card_in, n in (m or {}).items():
+                if card_in in self.preempt_map:
+                    raise ValueError("card preempt input %d is mapped twice (%s and %s)"
+                                     % (card_in, self.preempt_map[card_in][0], kind))
+                self.preempt_map[card_in] = (kind, n)
+        self.preempt_levels = {}      # (kind, site preempt number) -> level, changed since the last take
         self.preempt_watchdog_ms = preempt_watchdog_ms
         self.preempt_heard = None     # rx ms of the last PREEMPT frame
         self.baudrate = baudrate
@@ -126,8 +139,8 @@ class SerialDetectorCard:
             self._put(core.Report(self.source, core.STALE, now, None, ped=True,
                                   channels=sorted(self.ped_channels.values())))
         # A card that is gone cannot hold a preempt: its inputs read off.
-        for n in self.preempt_map.values():
-            self.preempt_levels[n] = False
+        for key in self.preempt_map.values():
+            self.preempt_levels[key] = False
 
     # -- reading -----------------------------------------------------------------
 
@@ -187,8 +200,8 @@ class SerialDetectorCard:
         self.stale_sent = False
         if m.type == proto.PREEMPT:
             self.preempt_heard = rx
-            for card_in, n in self.preempt_map.items():
-                self.preempt_levels[n] = bool(m.preempts >> (card_in - 1) & 1)
+            for card_in, key in self.preempt_map.items():
+                self.preempt_levels[key] = bool(m.preempts >> (card_in - 1) & 1)
             return
         for ped, cmap in ((False, self.channels), (True, self.ped_channels)):
             if not cmap:
@@ -239,8 +252,10 @@ class SerialDetectorCard:
             out.append(q.popleft())
         return out
 
-    def preempts(self):
-        """{site preempt number: level} since the last call (empty: nothing new).
+    def preempt_inputs(self):
+        """{kind: {site preempt number: level}} changed since the last call (empty: nothing
+        new); kinds "call", "advance_warning", "gate_down" (drivers.sources merges them
+        into the core's Inputs).
 
         A card whose preempt frames stop for the watchdog time (it sends one
         every report period) cannot hold a preempt: its inputs read off.
@@ -248,10 +263,13 @@ class SerialDetectorCard:
         heard = self.preempt_heard
         if heard is not None and self.clock() - heard > self.preempt_watchdog_ms:
             self.preempt_heard = None
-            for n in self.preempt_map.values():
-                self.preempt_levels[n] = False
+            for key in self.preempt_map.values():
+                self.preempt_levels[key] = False
         levels, self.preempt_levels = self.preempt_levels, {}
-        return levels
+        out = {}
+        for (kind, n), lv in levels.items():
+            out.setdefault(kind, {})[n] = lv
+        return out
 
     def stats(self):
         """Every counter as one flat dict (for telemetry)."""

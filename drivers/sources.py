@@ -20,6 +20,18 @@ def _channel_map(d, what):
         raise ValueError("%s: must map device channel to site channel, e.g. {\"1\": 1}" % what)
 
 
+def preempt_inputs_into(inputs, taken):
+    """Merge a driver's preempt_inputs() ({kind: {preempt number: level}}) into the core's
+    Inputs (preempts, advance_warning, gate_down); a number left out keeps its last value."""
+    for kind, attr in (("call", "preempts"), ("advance_warning", "advance_warning"),
+                       ("gate_down", "gate_down")):
+        levels = taken.get(kind)
+        if levels:
+            merged = dict(getattr(inputs, attr) or {})
+            merged.update(levels)
+            setattr(inputs, attr, merged)
+
+
 class _ReportSource:
     def __init__(self, driver, name):
         self.driver = driver
@@ -35,13 +47,9 @@ class _ReportSource:
         reports = self.driver.reports()
         if reports:
             inputs.reports = (inputs.reports or []) + reports
-        take = getattr(self.driver, "preempts", None)
+        take = getattr(self.driver, "preempt_inputs", None)
         if take is not None:
-            levels = take()
-            if levels:
-                merged = dict(inputs.preempts or {})
-                merged.update(levels)
-                inputs.preempts = merged
+            preempt_inputs_into(inputs, take())
 
     def stats(self):
         return self.driver.stats()
@@ -56,7 +64,10 @@ class SerialSource(_ReportSource):
                                   channels=_channel_map(spec.get("channels"), "channels"),
                                   ped_channels=_channel_map(spec.get("ped_channels"), "ped_channels"),
                                   baudrate=int(spec.get("baudrate", 115200)),
-                                  preempts=_channel_map(spec.get("preempts"), "preempts"))
+                                  preempts=_channel_map(spec.get("preempts"), "preempts"),
+                                  advance_warnings=_channel_map(spec.get("advance_warnings"),
+                                                                "advance_warnings"),
+                                  gate_downs=_channel_map(spec.get("gate_downs"), "gate_downs"))
         super().__init__(card, "serial:%s" % card.source)
 
 

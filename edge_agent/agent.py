@@ -67,18 +67,21 @@ class Inputs:
         until this monotonic ms (the front panel's "local control for ...")
     cabinet: the cabinet's MMU reading (edge_agent.fieldcheck.CabinetReport) or None
     preempts: {preempt number: bool} preempt inputs (a number left out keeps its last value)
+    advance_warning, gate_down: {preempt number: bool} a railroad's advance warning and
+        gate down inputs for that preempt (logged as 101 and 103; same keeping rule)
     priority: [PriorityRequest] signed priority requests that passed their checks
     """
     __slots__ = ("detectors", "pulses", "peds", "reports", "force_off", "hold",
                  "omit", "flash_reset", "external_fault", "local_until_ms", "wall_ms",
                  "link_up", "heartbeat", "central_plan", "hold_central_ms", "utc_offset_ms",
-                 "cabinet", "preempts", "priority")
+                 "cabinet", "preempts", "priority", "advance_warning", "gate_down")
 
     def __init__(self, detectors=None, pulses=None, peds=None, reports=None,
                  force_off=0, hold=0, omit=0, flash_reset=RESET_NONE,
                  external_fault=None, local_until_ms=None, wall_ms=None, link_up=None,
                  heartbeat=False, central_plan=None, hold_central_ms=None, utc_offset_ms=None,
-                 cabinet=None, preempts=None, priority=None):
+                 cabinet=None, preempts=None, priority=None, advance_warning=None,
+                 gate_down=None):
         self.detectors = detectors
         self.pulses = pulses
         self.peds = peds
@@ -97,6 +100,8 @@ class Inputs:
         self.local_until_ms = local_until_ms
         self.cabinet = cabinet        # fieldcheck.CabinetReport from the cabinet driver, or None
         self.preempts = preempts
+        self.advance_warning = advance_warning
+        self.gate_down = gate_down
         self.priority = priority
 
 
@@ -275,6 +280,8 @@ class Agent:
             if pre.table:
                 if inputs.priority:
                     pre.take(now, inputs.priority, log)
+                if inputs.advance_warning or inputs.gate_down:
+                    pre.signals(now, inputs.advance_warning, inputs.gate_down, log)
                 pre.request(now, inputs.preempts, c.green, req, log)
             if k is not None:
                 req.free_max = req.preempting or not k.entered

@@ -148,6 +148,8 @@ class Preemption:
         self.table = site.preempts
         n = MAX_PREEMPTS + 1
         self.wired = [False] * n       # the preempt input as last given (Inputs.preempts)
+        self.warning = [False] * n     # a railroad's advance warning input (Inputs.advance_warning)
+        self.gate = [False] * n        # its gate down input (Inputs.gate_down)
         self.level = [False] * n       # the call: the input or a live priority request
         self.call_since = [0] * n
         self.valid = [True] * n        # False once max presence is exceeded
@@ -198,6 +200,21 @@ class Preemption:
 
 
     # -- each step -----------------------------------------------------------
+
+    def signals(self, now, warning, gate, log):
+        """A railroad's advance warning and gate down inputs, {preempt number: level}:
+        logged when they come on (101, 103), reported, and not timed: NTCIP 1202 gives
+        them no effect on the sequence (docs/preemption.md)."""
+        for levels, held, code in ((warning, self.warning, ev.PREEMPT_ADVANCE_WARNING),
+                                   (gate, self.gate, ev.PREEMPT_GATE_DOWN)):
+            if not levels:
+                continue
+            for n in self.table:
+                if n in levels:
+                    lv = bool(levels[n])
+                    if lv and not held[n]:
+                        log.append((now, code, n))
+                    held[n] = lv
 
     def request(self, now, levels, green, req, log):
         """Read the inputs, pick the preempt to serve, and fill in `req`."""

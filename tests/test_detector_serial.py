@@ -21,6 +21,7 @@ from edge_agent.agent import Agent, Inputs
 from edge_agent.indications import MAX_PHASES, RED
 from edge_agent.intersection import parse_site
 from drivers.serial_detector import SerialDetectorCard
+from drivers.sources import preempt_inputs_into
 from hil.card_emulator import CardEmulator
 from hil.scenario import load_scenario
 from hil.sim import IntersectionSim
@@ -34,7 +35,8 @@ STUCK = 12          # phase 2's advance loop: in this demand it is never occupie
 class Rig:
     """The closed loop of one run, stepped by hand."""
 
-    def __init__(self, tmp_path, card_opts=None, limits=LIMITS, only=None, seed=7, preempts=None):
+    def __init__(self, tmp_path, card_opts=None, limits=LIMITS, only=None, seed=7, preempts=None,
+                 card_inputs=None):
         sc = load_scenario("suburban")
         site = copy.deepcopy(sc.site)
         if preempts:
@@ -55,7 +57,8 @@ class Rig:
         self.now = 0
         self.card = SerialDetectorCard(self.link, source="card0", channels={c: c for c in chans},
                                        clock=lambda: self.now, backoff_s=(0.0, 0.0),
-                                       preempts={p["number"]: p["number"] for p in preempts or ()})
+                                       **(card_inputs or {"preempts": {
+                                           p["number"]: p["number"] for p in preempts or ()}}))
         self.log = []
         self.shown = [RED] * (MAX_PHASES + 1)
         self.k = 0
@@ -85,8 +88,9 @@ class Rig:
         self.k = len(log)
         self.emu.tick(t)
         self.sync()
-        out = self.agent.step(t, Inputs(reports=self.card.reports() or None, peds=inputs.peds,
-                                        preempts=self.card.preempts() or None))
+        step_inputs = Inputs(reports=self.card.reports() or None, peds=inputs.peds)
+        preempt_inputs_into(step_inputs, self.card.preempt_inputs())
+        out = self.agent.step(t, step_inputs)
         self.checker.check(t, out)
         self.log.extend(out.events)
         self.shown = out.vehicle
@@ -240,6 +244,31 @@ def test_card_preempt_input_calls_and_releases_preempt_1(rig_factory):
     assert len(r.times(ev.PREEMPT_DWELL, 1)) == 1
     assert r.times(ev.PREEMPT_CALL_OFF, 1) == [40_000]
     assert r.times(ev.PREEMPT_EXIT, 1) == [40_000]
+
+
+RAIL = [{"number": 1, "type": "railroad", "track_phases": [4, 8], "track_green": 10.0,
+         "dwell_phases": [2, 6], "min_dwell": 10.0, "exit_phases": [2, 6]}]
+
+
+def test_card_inputs_wired_to_advance_warning_and_gate_down(rig_factory):
+    # Card input 1: the crossing's advance warning, 2: its preempt call, 3: gate down.
+    r = rig_factory(preempts=RAIL, card_inputs={"advance_warnings": {1: 1}, "preempts": {2: 1},
+                                                "gate_downs": {3: 1}})
+    r.run_until(50_000, at={15_000: lambda rig: rig.emu.preempt(1, True),
+                            20_000: lambda rig: rig.emu.preempt(2, True),
+                            30_000: lambda rig: rig.emu.preempt(3, True),
+                            40_000: lambda rig: [rig.emu.preempt(k, False) for k in (1, 2, 3)]})
+    assert r.times(ev.PREEMPT_ADVANCE_WARNING, 1) == [15_000]
+    assert r.times(ev.PREEMPT_CALL_ON, 1) == [20_000]
+    assert r.times(ev.PREEMPT_ENTRY, 1) == [20_000]
+    assert r.times(ev.PREEMPT_GATE_DOWN, 1) == [30_000]
+    assert r.times(ev.PREEMPT_CALL_OFF, 1) == [40_000]
+
+
+def test_a_card_input_mapped_twice_is_refused():
+    with pytest.raises(ValueError, match=r"card preempt input 2 is mapped twice \(call and "
+                                         r"gate_down\)"):
+        SerialDetectorCard("/nonexistent", preempts={2: 1}, gate_downs={2: 1})
 
 
 def test_a_card_that_goes_silent_releases_its_preempt_input(rig_factory):

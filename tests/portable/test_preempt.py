@@ -36,17 +36,23 @@ def site(*preempts, changes=None):
     return s
 
 
-def drive(site_dict, until, preempt=None, peds=None, step=100):
-    """Run to `until` ms; preempt: {number: [(on_ms, off_ms)]} input levels."""
+def _levels(spans, t):
+    return {n: any(a <= t < b for a, b in spans[n]) for n in spans} if spans else None
+
+
+def drive(site_dict, until, preempt=None, peds=None, step=100, warning=None, gate=None):
+    """Run to `until` ms; preempt, warning, gate: {number: [(on_ms, off_ms)]} levels of the
+    preempt inputs, advance warning inputs and gate down inputs."""
     agent = Agent(parse_site(site_dict))
     preempt = preempt or {}
     peds = peds or {}
     log, frames = [], {}
     t = 0
     while t <= until:
-        levels = {n: any(a <= t < b for a, b in preempt[n]) for n in preempt}
         pd = {ch: True for ch in peds if t in peds[ch]}
-        out = agent.step(t, Inputs(preempts=levels, peds=pd))
+        out = agent.step(t, Inputs(preempts=_levels(preempt, t), peds=pd,
+                                   advance_warning=_levels(warning, t),
+                                   gate_down=_levels(gate, t)))
         log.extend(out.events)
         frames[t] = out
         t += step
@@ -134,6 +140,22 @@ def test_railroad_call_during_emergency_dwell_takes_over_with_track_clearance():
     entries = at(log, ev.PREEMPT_ENTRY, 1)
     assert entries[0] == 12_300 and len(entries) == 2 and entries[1] > 66_300
     assert f[entries[1] + 100].preempt[0] == 1
+
+
+def test_advance_warning_and_gate_down_are_logged_when_they_come_on_and_time_nothing():
+    calls = {2: [(30_000, 60_000)]}
+    _, plain, f0 = drive(site(RAILROAD), 90_000, preempt=calls)
+    # Advance warning 5 s before the call; the gates come down 10 s into it, rise, and
+    # come down again; inputs of a preempt the site does not have (5) are ignored.
+    _, log, f = drive(site(RAILROAD), 90_000, preempt=calls,
+                      warning={2: [(25_000, 70_000)], 5: [(1_000, 2_000)]},
+                      gate={2: [(40_000, 65_000), (68_000, 69_000)]})
+    assert [e for e in log if e[1] in (101, 103)] == [
+        (25_000, ev.PREEMPT_ADVANCE_WARNING, 2), (40_000, ev.PREEMPT_GATE_DOWN, 2),
+        (68_000, ev.PREEMPT_GATE_DOWN, 2)]
+    # Neither input changes the sequence: every indication as without them.
+    assert all(f[t].vehicle == f0[t].vehicle and f[t].ped == f0[t].ped for t in f0)
+    assert [e for e in log if e[1] not in (101, 103)] == plain
 
 
 def test_emergency_call_during_railroad_sequence_waits():
