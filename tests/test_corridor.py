@@ -82,3 +82,38 @@ def test_the_escort_brings_emergency_vehicles_through_faster_than_without_preemp
                      "J2": [(50_100, 102, 1), (62_100, 104, 1), (100_800, 102, 2), (112_100, 104, 2)],
                      "J3": [(71_700, 102, 2), (79_000, 102, 1), (84_100, 104, 2), (92_100, 104, 1)]}
     assert [e for e in without["events"]["J1"] if e[1] in (ev.PREEMPT_CALL_ON, 105)] == []
+
+
+def test_hil_corridor_command_writes_one_atspm_export_per_intersection_and_agent_run(tmp_path):
+    """`edge-agent hil corridor --export`, a minute of the whole corridor: every agent run
+    (free, with the brain, with the escort) exports each of the six signals' logs, stamped
+    with the rig's wall clock (2026-01-01 00:00 UTC) in the site's zone."""
+    import csv
+    import json
+    import subprocess
+    import sys
+    if not sb.sumo_available():
+        pytest.skip("Eclipse SUMO is not installed (the 'sumo' extra)")
+    out = tmp_path / "export"
+    r = subprocess.run([sys.executable, "-m", "tools.cli", "hil", "corridor", "--duration", "60",
+                        "--seeds", "1", "--no-faults", "--export", str(out),
+                        "--json", str(tmp_path / "c.json")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    cases = ("agents-free", "agents-brain", "agents-escort")
+    assert sorted(p.name for p in out.iterdir()) == sorted("seed1-" + c for c in cases)
+    for case in cases:
+        assert sorted(p.name for p in (out / ("seed1-" + case)).iterdir()) == \
+            ["J1", "J2", "J3", "J4", "J5", "J6"]
+    with open(out / "seed1-agents-free" / "J1" / "events.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[:3] == [["TimeStamp", "DeviceId", "EventId", "Parameter"],
+                        ["2026-01-01 00:00:00.000+00:00", "J1", "4252", "1"],
+                        ["2026-01-01 00:00:00.000+00:00", "J1", "4204", "0"]]
+    assert all(row[1] == "J1" for row in rows[1:])
+    assert rows[-1][0] < "2026-01-01 00:01:00.1"        # nothing past the minute run
+    with open(out / "seed1-agents-free" / "J1" / "detectors.csv") as f:
+        dets = list(csv.reader(f))
+    assert dets[0] == ["DeviceId", "Phase", "Parameter", "Function"] and len(dets) == 9
+    runs = json.loads((tmp_path / "c.json").read_text())["runs"]
+    assert [len(d["export"]) for c in cases for d in runs[c]] == [6, 6, 6]

@@ -1,6 +1,6 @@
 """`edge-agent hil corridor`: the corridor measurement, one table over seeds, then the fault runs.
 
-    edge-agent hil corridor --duration 3600 --seeds 1,2,3 --json corridor.json
+    edge-agent hil corridor --duration 3600 --seeds 1,2,3 --json corridor.json [--export DIR]
 
 Same network, demand and seeds, 0.1 s steps, for SUMO's static program
 (netconvert's), SUMO's actuated program, a fixed-time green wave (the brain's
@@ -8,6 +8,11 @@ plan from the free run's hour of telemetry, frozen, run by SUMO), the agents
 free actuated, the agents with the brain, and the agents with the brain and its
 escort of the emergency vehicles (signed priority requests to each signal ahead).
 Then the fault runs on the brain case.
+
+--export DIR writes every agent run's event log for ATSPM, one export per
+intersection (tools/export.py): DIR/seed<N>-<case>/<device id>/events.csv and
+detectors.csv, stamped with the rig's wall clock (it starts at 2026-01-01 00:00
+UTC) in each site's zone.
 """
 
 import json
@@ -81,6 +86,8 @@ def run(args):
                 if case == "agents-free":
                     frozen = frozen_plan(loop, WALL0 + args.duration)
                     info["frozen"] = frozen
+                if args.export:
+                    info["export"] = export_case(args, m, r["events"], seed, case, WALL0)
             else:
                 ms["monitor_trips"] = 0
             per_seed[case].append(ms)
@@ -131,6 +138,20 @@ def run(args):
     return 1 if trips else 0
 
 
+def export_case(args, m, events, seed, case, wall0_s):
+    """One agent run's ATSPM export per intersection; returns the directories written."""
+    import os
+    from edge_agent.intersection import parse_site
+    from tools.export import rig_events, write_export
+    out = []
+    for tls in sorted(events):
+        site = parse_site(m.tls[tls].site)
+        d = os.path.join(args.export, "seed%d-%s" % (seed, case), site.device_id or tls)
+        write_export(d, site, rig_events(events[tls], wall0_s * 1000), args.export_format)
+        out.append(d)
+    return out
+
+
 def add_parser(hsub):
     p = hsub.add_parser("corridor", help="the corridor measurement: SUMO programs, green wave, "
                         "agents free, with the brain, with its escort, fault runs")
@@ -138,4 +159,8 @@ def add_parser(hsub):
     p.add_argument("--seeds", default="1,2,3", help="comma-separated SUMO seeds (1,2,3)")
     p.add_argument("--no-faults", dest="faults", action="store_false", help="skip the fault runs")
     p.add_argument("--json", metavar="PATH", help="write every run's measures and flags as JSON")
+    p.add_argument("--export", metavar="DIR",
+                   help="write each agent run's event log and detector table for ATSPM here, "
+                        "one export per intersection")
+    p.add_argument("--export-format", choices=("csv", "parquet"), default="csv")
     p.set_defaults(func=run)
