@@ -96,7 +96,7 @@ class FieldCheck:
             want = _STEADY.get(vehicle[p])
             if want is not None and report.watched >> p & 1:
                 seen = (report.red >> p & 1, report.yellow >> p & 1, report.green >> p & 1)
-                f = self._compare(now, (p, 0), want, seen, tol)
+                f = self._compare(now, report.ms, (p, 0), want, seen, tol)
                 if f is not None:
                     return FAULT_FIELD_CHECK, ("phase %d commanded %s, the field shows %s for "
                                                "%d ms (tolerance %d ms)"
@@ -106,7 +106,7 @@ class FieldCheck:
                     and report.watched_ped >> p & 1):
                 want = (1, 0) if ped[p] == WALK else (0, 1)
                 seen = (report.walk >> p & 1, report.dont_walk >> p & 1)
-                f = self._compare(now, (p, 1), want, seen, tol)
+                f = self._compare(now, report.ms, (p, 1), want, seen, tol)
                 if f is not None:
                     return FAULT_FIELD_CHECK, ("phase %d pedestrian commanded %s, the field "
                                                "shows %s for %d ms (tolerance %d ms)"
@@ -132,13 +132,19 @@ class FieldCheck:
                             "monitor card permits them (the MMU would trip)" % (p, q))
         return None
 
-    def _compare(self, now, key, want, seen, tol):
+    def _compare(self, now, seen_ms, key, want, seen, tol):
+        """How long the field has been seen to disagree, once that reaches `tol`.
+
+        The disagreement starts at the step that first sees it and lasts as far as the
+        MMU's readings go (seen_ms, when the last one arrived): a reading that stops
+        coming proves nothing about the field, and the link supervision, not the field
+        check, answers for that."""
         if seen == want:
             self.since.pop(key, None)
             return None
         t0 = self.since.setdefault(key, now)
-        if now - t0 >= tol:
-            return now - t0
+        if seen_ms - t0 >= tol:
+            return seen_ms - t0
         return None
 
 

@@ -208,11 +208,13 @@ def test_cut_port1_cable_the_mmu_flashes_and_the_agent_latches_flash(tmp_path, c
     latched, logs, t0 = _fault_run(tmp_path, cabinet, lambda c: c.cut_cable())
     assert latched["code"] == 22
     # Ten missed cycles normally; on a loaded machine skipped steps can make the
-    # 2 s status timeout the first to see it. Either way: link lost, flash.
-    assert latched["reason"] in (
-        "cabinet link lost: MMU (10 responses missed), T&F BIU 1 (10 responses missed), "
-        "T&F BIU 2 (10 responses missed)",) or re.fullmatch(
-        r"cabinet link lost: no MMU status for 20\d\d ms", latched["reason"]), latched
+    # 2 s status timeout the first to see it. Either way: link lost, flash. The cut can
+    # land inside a command cycle, after the BIUs answered and before the MMU status
+    # request (sent last): then the MMU is one miss ahead and reaches ten alone.
+    assert re.fullmatch(r"cabinet link lost: MMU \(10 responses missed\)"
+                        r"(, T&F BIU 1 \(10 responses missed\))?"
+                        r"(, T&F BIU 2 \(10 responses missed\))?", latched["reason"]) or \
+        re.fullmatch(r"cabinet link lost: no MMU status for 20\d\d ms", latched["reason"]), latched
     field, flags = cabinet.snapshot()
     assert flags & ts2.MMU_PORT1_TIMEOUT            # the MMU's own watchdog flashed the field
     flashing = [f for ms, f in cabinet.field_log if ms > t0]

@@ -184,3 +184,21 @@ def test_mmu_program_must_match_the_sites_conflicts_both_ways():
     assert fc.check(0, veh, ped, r) == (FAULT_MMU_PROGRAM, "MMU program forbids channels 3 and 8 "
                                         "together; the site's monitor card permits them (the "
                                         "MMU would trip)")
+
+
+def test_a_reading_that_stops_coming_is_not_a_field_fault():
+    """The last MMU status arrived at 1,000 ms, phase 2 green; from 1,200 ms phase 2 is
+    commanded yellow. With no newer reading the field check has nothing to judge, however
+    long it waits (the link supervision answers for the silence); the first fresh
+    reading that still shows green counts from the step that first saw the difference."""
+    fc = FieldCheck(SITE)
+    green, ped = commanded(greens=(2,))
+    yellow = list(green)
+    yellow[2] = YELLOW
+    last = mirror(1_000, green, ped)
+    for ms in range(1_000, 4_000, 100):
+        assert fc.check(ms, green if ms < 1_200 else yellow, ped, last) is None, ms
+    fresh = mirror(4_000, green, ped)            # the head is really still green
+    assert fc.check(4_000, yellow, ped, fresh) == (
+        FAULT_FIELD_CHECK, "phase 2 commanded yellow, the field shows green for 2800 ms "
+                           "(tolerance 500 ms)")
