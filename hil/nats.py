@@ -27,6 +27,16 @@ from hil.broker import free_port
 NATS_BINARIES = ("/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server")
 
 
+def nats_version(binary=None):
+    """'v2.9.10' or the like: what `nats-server --version` says of the one in use."""
+    import subprocess
+    binary = binary or nats_binary()
+    if binary is None:
+        return None
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    return out.strip().split()[-1] if out.strip() else "?"
+
+
 def nats_binary():
     """The nats-server executable, or None when it is not installed."""
     import shutil

@@ -86,7 +86,7 @@ def real_agent(d, name, cluster, secret_id):
 def run(args):
     from hil.fleet import CentralWorkers, Fleet
     from hil.fleet_mqtt import FleetClient
-    from hil.nats import NatsCluster
+    from hil.nats import NatsCluster, nats_binary, nats_version
     from tests.linkrig import quick_plan
     d = tempfile.mkdtemp(prefix="bench-fleet-")
     n = args.units
@@ -99,8 +99,8 @@ def run(args):
                           max_connections=n + 1000)
     procs, fleet, workers = [], None, None
     hb_stop = threading.Event()
-    print("bench fleet: %d simulated units + %d real agents, 3 NATS 2.9 nodes, %d workers"
-          % (n, len(agents), args.workers))
+    print("bench fleet: %d simulated units + %d real agents, 3 nats-server %s nodes (%s), "
+          "%d workers" % (n, len(agents), nats_version(), nats_binary(), args.workers))
     try:
         t0 = time.monotonic()
         cluster.start(60)
