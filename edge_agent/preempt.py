@@ -203,8 +203,8 @@ class Preemption:
 
     def signals(self, now, warning, gate, log):
         """A railroad's advance warning and gate down inputs, {preempt number: level}:
-        logged when they come on (101, 103), reported, and not timed: NTCIP 1202 gives
-        them no effect on the sequence (docs/preemption.md)."""
+        logged when they come on (101, 103) and not timed: NTCIP 1202 gives them no
+        effect on the sequence (docs/preemption.md)."""
         for levels, held, code in ((warning, self.warning, ev.PREEMPT_ADVANCE_WARNING),
                                    (gate, self.gate, ev.PREEMPT_GATE_DOWN)):
             if not levels:
