@@ -38,9 +38,6 @@ def monotonic_ms():
     return time.monotonic_ns() // 1_000_000
 
 
-PREEMPT_CALL, ADVANCE_WARNING, GATE_DOWN = "call", "advance_warning", "gate_down"
-
-
 class SerialDetectorCard:
     """One serial detector card: open, read, parse, reconnect; reports to the core."""
 
@@ -53,18 +50,21 @@ class SerialDetectorCard:
         # card channel -> site vehicle channel / site ped channel; default: card ch = site ch
         self.channels = dict(channels) if channels is not None else {c: c for c in range(1, 65)}
         self.ped_channels = dict(ped_channels or {})
-        # card preempt input -> (kind, site preempt number); kinds: "call" (the preempt's
-        # call), "advance_warning" and "gate_down" (a railroad's; events 101, 103). None
-        # mapped: the card's preempt frames are ignored.
+        # card preempt input -> (the core Inputs field it feeds, site preempt number):
+        # "preempts" (the preempt's call), "advance_warning" and "gate_down" (a railroad's;
+        # events 101, 103). None mapped: the card's preempt frames are ignored.
         self.preempt_map = {}
-        for kind, m in ((PREEMPT_CALL, preempts), (ADVANCE_WARNING, advance_warnings),
-                        (GATE_DOWN, gate_downs)):
+        option_of = {}
+        for field, option, m in (("preempts", "preempts", preempts),
+                                 ("advance_warning", "advance_warnings", advance_warnings),
+                                 ("gate_down", "gate_downs", gate_downs)):
             for card_in, n in (m or {}).items():
                 if card_in in self.preempt_map:
-                    raise ValueError("card preempt input %d is mapped twice (%s and %s)"
-                                     % (card_in, self.preempt_map[card_in][0], kind))
-                self.preempt_map[card_in] = (kind, n)
-        self.preempt_levels = {}      # (kind, site preempt number) -> level, changed since the last take
+                    raise ValueError("card preempt input %d is in both %s and %s"
+                                     % (card_in, option_of[card_in], option))
+                self.preempt_map[card_in] = (field, n)
+                option_of[card_in] = option
+        self.preempt_levels = {}      # (field, site preempt number) -> level, changed since the last take
         self.preempt_watchdog_ms = preempt_watchdog_ms
         self.preempt_heard = None     # rx ms of the last PREEMPT frame
         self.baudrate = baudrate
@@ -253,9 +253,9 @@ class SerialDetectorCard:
         return out
 
     def preempt_inputs(self):
-        """{kind: {site preempt number: level}} changed since the last call (empty: nothing
-        new); kinds "call", "advance_warning", "gate_down" (drivers.sources merges them
-        into the core's Inputs).
+        """{Inputs field: {site preempt number: level}} changed since the last call (empty:
+        nothing new); the fields are "preempts", "advance_warning" and "gate_down"
+        (drivers.sources merges them into the step's Inputs).
 
         A card whose preempt frames stop for the watchdog time (it sends one
         every report period) cannot hold a preempt: its inputs read off.
@@ -267,8 +267,8 @@ class SerialDetectorCard:
                 self.preempt_levels[key] = False
         levels, self.preempt_levels = self.preempt_levels, {}
         out = {}
-        for (kind, n), lv in levels.items():
-            out.setdefault(kind, {})[n] = lv
+        for (field, n), lv in levels.items():
+            out.setdefault(field, {})[n] = lv
         return out
 
     def stats(self):

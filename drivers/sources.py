@@ -21,15 +21,12 @@ def _channel_map(d, what):
 
 
 def preempt_inputs_into(inputs, taken):
-    """Merge a driver's preempt_inputs() ({kind: {preempt number: level}}) into the core's
-    Inputs (preempts, advance_warning, gate_down); a number left out keeps its last value."""
-    for kind, attr in (("call", "preempts"), ("advance_warning", "advance_warning"),
-                       ("gate_down", "gate_down")):
-        levels = taken.get(kind)
-        if levels:
-            merged = dict(getattr(inputs, attr) or {})
-            merged.update(levels)
-            setattr(inputs, attr, merged)
+    """Merge a driver's preempt_inputs() ({Inputs field: {preempt number: level}}) into the
+    step's Inputs; a number left out keeps its last value in the core."""
+    for field, levels in taken.items():
+        merged = dict(getattr(inputs, field) or {})
+        merged.update(levels)
+        setattr(inputs, field, merged)
 
 
 class _ReportSource:

@@ -201,5 +201,5 @@ def test_preempt_frame_round_trips_and_reserved_bits_are_refused():
 def test_driver_maps_card_preempt_inputs_to_site_preempts():
     card = SerialDetectorCard("/dev/null", preempts={1: 3, 2: 1}, clock=lambda: 5_000)
     card.feed(proto.frame(0, proto.PREEMPT, proto.preempt_payload(1_000, 0b01)), 5_000)
-    assert card.preempt_inputs() == {"call": {3: True, 1: False}}
+    assert card.preempt_inputs() == {"preempts": {3: True, 1: False}}
     assert card.preempt_inputs() == {}             # nothing new since
