@@ -11,9 +11,9 @@ its street (2+6 or 4+8), so the opposing through keeps moving; the first
 programming, a queue jump (the approach's through and its own protected
 left), cost the other cars too much (docs/benchmarks.md). The call is the
 vehicle's presence on the approach edge: it is detected 300 m upstream (the
-approach's length) and clears when it crosses the stop line. The run without preemption uses the same site, demand,
-seed and EV schedule and gives the agent no preempt input. SUMO's tripinfo
-then gives each vehicle's time loss.
+approach's length) and clears when it crosses the stop line. The run without
+preemption uses the same site, demand, seed and EV schedule and gives the
+agent no preempt input. SUMO's tripinfo then gives each vehicle's time loss.
 """
 
 import random
