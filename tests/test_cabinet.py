@@ -189,8 +189,10 @@ def test_stuck_load_switch_latches_flash_after_the_tolerance(tmp_path, cabinet):
 
 
 def test_dead_biu_is_a_lost_link_and_flash(tmp_path, cabinet):
-    # Its heads go dark: a field-check tolerance above the rig's 10 missed cycles (1 s)
-    # lets the link supervision be the one that sees it (at 500 ms the field check would).
+    # Its heads go dark, which two other guards see too: the agent's field check (500 ms)
+    # and the MMU's red fail (1,000 ms, racing the rig's 10 missed cycles of 100 ms). Both
+    # are set beyond the link supervision's 1 s here, so that it is the one this test sees.
+    cabinet.red_fail_ms = 5_000
     latched, logs, _ = _fault_run(tmp_path, cabinet, lambda c: c.dead_biu(1), tolerance_ms=2000)
     assert latched["reason"] == "cabinet link lost: T&F BIU 1 (10 responses missed)"
     assert latched["code"] == 22
