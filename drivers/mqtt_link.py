@@ -165,6 +165,7 @@ class MqttLink:
         self.link_events = collections.deque()    # ("up", session) / ("down", reason)
         self.in_flight = {}                   # mid -> last event seq of a batch not PUBACKed
         self.counters = collections.Counter()
+        self.unencodable_topics = set()
         self.stopping = threading.Event()
         self.thread = None
         self._attempt = 0
@@ -429,7 +430,17 @@ class MqttLink:
         while q:
             topic, payload, qos, retain = q.popleft()
             if isinstance(payload, dict):
-                payload = dumps(payload)
+                try:
+                    payload = dumps(payload)
+                except (TypeError, ValueError) as e:
+                    # A message that cannot be encoded is that message's defect: drop
+                    # it (counted, said once per topic), keep the connection and the rest.
+                    self.counters["unencodable"] += 1
+                    if topic not in self.unencodable_topics:
+                        self.unencodable_topics.add(topic)
+                        self.log("error", "message not encodable, dropped", topic=topic,
+                                 error=repr(e))
+                    continue
             c.publish(topic, payload, qos=qos, retain=retain)
             self.counters["published"] += 1
         box = self.outbox

@@ -366,7 +366,7 @@ class Runtime:
             "ts": round(self.wall_clock(), 3), "step": self.step_no, "ms": now,
             "mode": mode_name(out.mode, out.source),
             "plan": {"version": version, "id": pid, "source": source},
-            "fault": out.fault,
+            "fault": out.fault.to_dict() if out.fault is not None else None,
             "link": {"healthy": link["healthy"], "connected": link["connected"],
                      "heartbeat_age_ms": link["heartbeat_age_ms"],
                      "hold_left_ms": (self.inbox.hold_until - now
