@@ -64,7 +64,7 @@ def cmd_run(args):
                 w, cycle, rec = plans[seen]
                 print("%s plan: cycle %d s, offsets %s; flagged %s"
                       % (time.strftime("%H:%M:%S", time.localtime(w)), cycle,
-                         {k: v[1] for k, v in sorted(rec.items())}, sorted(node.brain.flags) or "none"),
+                         {k: v[1] for k, v in sorted(rec.items())}, node.brain.flagged[seen] or "none"),
                       flush=True)
                 seen += 1
     except KeyboardInterrupt:

@@ -62,6 +62,7 @@ class Brain:
         self.flags = {}              # id -> [reasons] at the last plan
         self.flag_log = []           # (wall s, id, reason) every time a source is flagged
         self.plans = []              # (wall s, cycle, {id: (splits, offset)}) every plan
+        self.flagged = []            # the sorted flagged ids at every plan
         self.replays_seen = {}
         self.hb_seq = 0
         self.next_hb_ms = now_ms
@@ -186,6 +187,7 @@ class Brain:
                 for r in reasons:
                     self.flag_log.append((round(wall_s, 1), jid, r))
         self.flags = flags
+        self.flagged.append(sorted(flags))
         lo, hi = self.cfg["cycle"]
         target_c = planner.corridor_cycle([(j, flows[j.id]) for j in self.junctions], lo, hi)
         c0 = next(iter(self.current.values()))[0] if self.current else None
