@@ -55,7 +55,7 @@ def cmd_run(args):
           % (cfg["site"], len(cfg["corridor"]), node.brain.cfg["plan_every_s"], args.store or "none"),
           flush=True)
     t0 = time.monotonic()
-    seen = 0
+    seen = flags_seen = 0
     try:
         while args.seconds is None or time.monotonic() - t0 < args.seconds:
             time.sleep(0.5)
@@ -67,6 +67,11 @@ def cmd_run(args):
                          {k: v[1] for k, v in sorted(rec.items())}, node.brain.flagged[seen] or "none"),
                       flush=True)
                 seen += 1
+            log = node.brain.flag_log
+            while flags_seen < len(log):
+                _, jid, why = log[flags_seen]
+                print("  flagged %s: %s" % (jid, why), flush=True)
+                flags_seen += 1
     except KeyboardInterrupt:
         pass
     finally:

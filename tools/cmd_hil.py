@@ -6,6 +6,7 @@
     edge-agent hil sumo --net N --routes R[,EV] --map M [--additional A]   any SUMO network
     edge-agent hil sumo map NET.net.xml    write a starting map, sites and loops to edit
     edge-agent hil corridor                the corridor measurement (docs/corridor.md)
+    edge-agent hil realtime --minutes 10   the corridor at wall-clock speed, real processes
 
 `hil sumo` runs headless: the agent drives SUMO's traffic light through the
 bridge (hil.sumo.bridge), then SUMO runs its own controllers on the same
@@ -242,5 +243,6 @@ def register(sub):
     s.add_argument("--map", metavar="MAP.json", help="which site runs each traffic light (docs/corridor.md)")
     s.add_argument("--additional", metavar="A.add.xml[,...]", help="additional files (induction loops)")
     s.set_defaults(func=run_sumo)
-    from tools import corridor_table
+    from tools import corridor_table, realtime_table
     corridor_table.add_parser(hsub)
+    realtime_table.add_parser(hsub)

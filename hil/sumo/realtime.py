@@ -414,6 +414,11 @@ def virtual_twin(corridor, netmap, config, duration_s, seed=1, step_ms=100):
             "flagged": list(loop.brain.flagged)}
 
 
+def _cyclic(d, cycle):
+    """An offset difference as the shorter way round the cycle (59 s in 60 is -1 s)."""
+    return (d + cycle // 2) % cycle - cycle // 2
+
+
 def compare(twin, real):
     """Plan by plan, (tls, version): what each run published and how far apart they are."""
     rp = {(p["tls"], p["version"]): p for p in real["plans"]}
@@ -426,6 +431,6 @@ def compare(twin, real):
             row.update(real_at_s=q["at_s"], real_cycle=q["cycle"], plan_id=(p["plan_id"], q["plan_id"]),
                        cycle_diff=q["cycle"] - p["cycle"],
                        split_diff=max(abs(q["splits"].get(ph, 0.0) - s) for ph, s in p["splits"].items()),
-                       offset_diff=(q["offset"] - p["offset"]))
+                       offset_diff=_cyclic(q["offset"] - p["offset"], p["cycle"]))
         rows.append(row)
     return rows
