@@ -25,7 +25,7 @@ config (a plain dict; docs/brain.md):
 import json
 
 from drivers.keys import make_body, sign_hmac
-from drivers.topics import PREFIX, heartbeat_payload, Topics
+from drivers.topics import CENTRAL, PREFIX, heartbeat_payload, Topics
 from edge_agent.envelope import open_envelope, HMAC
 from edge_agent.intersection import parse_site
 from edge_agent.plan import parse_plan
@@ -33,10 +33,11 @@ from edge_agent.validate import ConfigError
 
 from hil.brain import distrust, planner
 from hil.brain.bins import Bins
+from hil.brain.probes import Probes
 
 DEFAULTS = {"speed_ms": 13.89, "cycle": [60, 140], "plan_every_s": 300, "window_s": 300,
             "bin_s": 60, "first_plan_s": 300, "resume_s": 5, "max_cycle_step_s": 8,
-            "max_split_step_s": 6, "heartbeat_s": 1.0}
+            "max_split_step_s": 6, "heartbeat_s": 1.0, "probe_window_s": 900, "probe_least": 5}
 
 
 class Brain:
@@ -54,8 +55,11 @@ class Brain:
         self.parsed = {j.id: parse_site(j.site) for j in self.junctions}
         self.topics = {j.id: Topics(self.site_name, j.id) for j in self.junctions}
         x0 = self.junctions[0].x
-        self.travel = cfg.get("travel_s") or {j.id: (j.x - x0) / cfg["speed_ms"] for j in self.junctions}
+        self.static_travel = cfg.get("travel_s") or {j.id: (j.x - x0) / cfg["speed_ms"] for j in self.junctions}
         self.bins = Bins(cfg["bin_s"])
+        self.probes = Probes([(j.id, j.x) for j in self.junctions], cfg["probe_window_s"],
+                             cfg["probe_least"])
+        self.travel_log = []         # (wall s, {"EB"|"WB": {"a-b": measured s}}) every plan
         self.versions = {j.id: 0 for j in self.junctions}
         self.current = {}            # id -> (cycle, splits {phase: s}, offset)
         self.history = {}            # id -> last trusted flows {phase: veh/h}
@@ -81,9 +85,11 @@ class Brain:
         if len(parts) < 4 or parts[0] != PREFIX.split("/")[0] or parts[2] != self.site_name:
             return None
         jid = parts[3]
+        rest = "/".join(parts[4:])
+        if jid == CENTRAL and rest == "probe":
+            return self._probe(payload)
         if jid not in self.by_id:
             return None
-        rest = "/".join(parts[4:])
         if rest == "telemetry":
             try:
                 msg = json.loads(payload)
@@ -93,6 +99,34 @@ class Brain:
         if rest == "plan/desired":
             return self._retained_plan(jid, payload)
         return None
+
+    def _probe(self, payload):
+        """A probe vehicle's position: {"id", "dir": "EB"|"WB", "x": m, "ts": wall s}."""
+        try:
+            msg = json.loads(payload)
+            return self.probes.update(msg["ts"], msg["id"], msg["dir"], msg["x"])
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+            self.probes.counters["malformed"] += 1
+            return "malformed probe"
+
+    def travel_times(self, wall_s):
+        """(EB s from the first signal, WB s to the first signal, {"EB"|"WB": {"a-b": s}} the
+        links measured by probes): each link measured where probes allow, else the
+        configured or distance / design-speed time."""
+        meas = self.probes.travel(wall_s)
+        js = self.junctions
+        eb, wb = {js[0].id: 0.0}, {js[0].id: 0.0}
+        used = {"EB": {}, "WB": {}}
+        for a, b in zip(js, js[1:]):
+            static = self.static_travel[b.id] - self.static_travel[a.id]
+            m_eb, m_wb = meas["EB"][(a.id, b.id)], meas["WB"][(b.id, a.id)]
+            eb[b.id] = eb[a.id] + (static if m_eb is None else m_eb)
+            wb[b.id] = wb[a.id] + (static if m_wb is None else m_wb)
+            if m_eb is not None:
+                used["EB"]["%s-%s" % (a.id, b.id)] = round(m_eb, 1)
+            if m_wb is not None:
+                used["WB"]["%s-%s" % (b.id, a.id)] = round(m_wb, 1)
+        return eb, wb, used
 
     def _retained_plan(self, jid, payload):
         """Our own retained plan: take its version and timings (after a restart)."""
@@ -196,8 +230,11 @@ class Brain:
         target = {j.id: planner.splits(j, flows[j.id], C) for j in self.junctions}
         q_eb = sum(flows[j.id].get(2, 0.0) for j in self.junctions)
         q_wb = sum(flows[j.id].get(6, 0.0) for j in self.junctions)
-        offs = planner.offsets(self.junctions, target, C, self.travel,
-                               (max(q_eb, 1.0), max(q_wb, 1.0)))
+        t_eb, t_wb, measured = self.travel_times(wall_s)
+        self.travel_log.append((round(wall_s, 1), measured))
+        self.probes.forget(wall_s)
+        offs = planner.offsets(self.junctions, target, C, t_eb,
+                               (max(q_eb, 1.0), max(q_wb, 1.0)), travel_wb=t_wb)
         out, record = [], {}
         for j in self.junctions:
             new = (C, target[j.id], offs[j.id])

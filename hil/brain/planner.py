@@ -168,21 +168,25 @@ def _circ(d, C):
     return min(d, C - d)
 
 
-def offsets(junctions, split_of, C, travel_s, weights=(1.0, 1.0)):
+def offsets(junctions, split_of, C, travel_s, weights=(1.0, 1.0), travel_wb=None):
     """{id: offset s}: EB phase 2 greens start when the EB platoon from the first signal
     arrives, WB phase 6 greens when the WB platoon from the last one does, the two
-    weighted by direction flow. travel_s: {id: seconds from the first signal, EB}."""
+    weighted by direction flow. travel_s: {id: seconds from the first signal, EB};
+    travel_wb: {id: seconds a WB vehicle takes from it to the first signal} (default:
+    the EB times, the same both ways)."""
     w_eb, w_wb = weights
+    if travel_wb is None:
+        travel_wb = travel_s
     best = None
     for b in range(0, int(C), 2):
         total, offs = 0.0, {}
         for j in junctions:
-            t = travel_s[j.id]
+            t, u = travel_s[j.id], travel_wb[j.id]
             s2 = coordinated_start(j, split_of[j.id], 2)
             s6 = coordinated_start(j, split_of[j.id], 6)
             pick = None
             for o in range(int(C)):
-                cost = w_eb * _circ(o + s2 - t, C) ** 2 + w_wb * _circ(o + s6 + t - b, C) ** 2
+                cost = w_eb * _circ(o + s2 - t, C) ** 2 + w_wb * _circ(o + s6 + u - b, C) ** 2
                 if pick is None or cost < pick[0]:
                     pick = (cost, o)
             total += pick[0]

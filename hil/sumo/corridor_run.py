@@ -22,8 +22,10 @@ import heapq
 import json
 import random
 import xml.etree.ElementTree as ET
+import zlib
 
 from drivers.telemetry import PhaseActivity
+from drivers.topics import PREFIX
 from edge_agent.envelope import HMAC, Policy, Verifier
 from edge_agent.intersection import parse_site
 from edge_agent.priority import PriorityVerifier
@@ -57,6 +59,34 @@ def corridor_positions(corridor):
         x += s
         out["J%d" % (i + 1)] = x
     return out
+
+
+PROBE_SHARE = 0.1             # end-to-end arterial trips that report their position (probes)
+
+
+def probe_routes(corridor, config):
+    """{"EB"|"WB": ({edge: m along the route}, [(stop line m, the signal's x)])}: how the rig
+    map-matches an arterial vehicle's position to the brain's corridor x (piecewise linear
+    through the stop lines, so a probe crosses a signal's x at its stop line)."""
+    from hil.sumo.corridor import arterial_edges
+    xs = {e["id"]: float(e["x"]) for e in config["corridor"]}
+    out = {}
+    for d in ("EB", "WB"):
+        offsets, stops = route_table(corridor.net, arterial_edges(corridor.n, d))
+        out[d] = (offsets, [(m, xs[tls]) for tls, m in stops])
+    return out
+
+
+def corridor_x(anchors, m):
+    """The corridor x of a point m metres along a route, through its (m, x) anchors."""
+    (m0, x0), (m1, x1) = anchors[0], anchors[-1]
+    if m <= m0:
+        return x0 + (m - m0) * (1 if x1 > x0 else -1)
+    if m >= m1:
+        return x1 + (m - m1) * (1 if x1 > x0 else -1)
+    for (ma, xa), (mb, xb) in zip(anchors, anchors[1:]):
+        if ma <= m <= mb:
+            return xa + (xb - xa) * (m - ma) / (mb - ma)
 
 
 def route_table(net, edges):
@@ -141,7 +171,8 @@ class BrainLoop:
     """The brain, the broker and the agents' link in one virtual-time loop (run_agents hooks)."""
 
     def __init__(self, netmap, config, seed=1, control=True, period_s=None, scale=None,
-                 kill=None, drop=None, delay_s=(0.05, 0.5), jitter_ms=100, escort=None):
+                 kill=None, drop=None, delay_s=(0.05, 0.5), jitter_ms=100, escort=None,
+                 probes=None):
         self.map = netmap
         self.config = config
         self.control = control                   # False: the brain listens, agents run free
@@ -178,6 +209,11 @@ class BrainLoop:
         self.priority_version = {t: None for t in netmap.tls}
         self.plan_of = {t: parse_site(tm.site).fallback_plan for t, tm in netmap.tls.items()}
         self.priority = {t: [] for t in netmap.tls}   # (ms, preempt, "clear" | call start ms)
+        # probes: (share of end-to-end trips, probe_routes()): their positions once a second
+        self.probe_share, self.probe_routes = probes if probes else (0.0, None)
+        self.probe_rng = random.Random(seed * 7919 + 1)  # its own: the telemetry's draws stay the same
+        self.next_probe_ms = 0
+        self.probe_topic = "%s/%s/central/probe" % (PREFIX, config["site"])
 
     # hooks called by network_rig.run_agents ----------------------------------
 
@@ -209,6 +245,9 @@ class BrainLoop:
                 topic = self.brain.topics[tls].telemetry
                 heapq.heappush(self.queue, (now + delay, self.n, topic, json.dumps(msg).encode()))
                 self.n += 1
+        if self.probe_share and now >= self.next_probe_ms:
+            self.next_probe_ms = now + 1000
+            self._probes(now, rig)
         self._brain_life(now)
         while self.queue and self.queue[0][0] <= now:
             _, _, topic, payload = heapq.heappop(self.queue)
@@ -235,6 +274,23 @@ class BrainLoop:
                     self._offer(now, tls, payload)
 
     # -------------------------------------------------------------------------
+
+    def _probes(self, now, rig):
+        """Each probe's map-matched position, as its GPS unit reports it (with the link's delay)."""
+        for vid in rig.vehicle_ids():
+            d = vid[:2]
+            if not vid.startswith(network_rig.END_TO_END) or \
+                    zlib.crc32(vid.encode()) % 1000 >= self.probe_share * 1000:
+                continue
+            pos = rig.vehicle_position(vid)
+            offsets, anchors = self.probe_routes[d]
+            if pos is None or pos[0] not in offsets:
+                continue
+            x = corridor_x(anchors, offsets[pos[0]] + pos[1])
+            msg = {"id": vid, "dir": d, "x": round(x, 2), "ts": round(WALL0 + now / 1000.0, 3)}
+            delay = int(self.probe_rng.uniform(*self.delay_s) * 1000)
+            heapq.heappush(self.queue, (now + delay, self.n, self.probe_topic, json.dumps(msg).encode()))
+            self.n += 1
 
     def _escort(self, now, rig):
         """Positions in once a second, priority requests out to the agents' verifiers."""
@@ -315,6 +371,7 @@ def frozen_plan(loop, wall_end_s):
     cfg["window_s"] = int(wall_end_s - WALL0) // 60 * 60
     b = Brain(cfg, now_ms=0)
     b.bins = loop.brain.bins
+    b.probes = loop.brain.probes
     b.plan(wall_end_s)
     return {tls: {"cycle": c, "offset": o, "splits": {str(p): s for p, s in sp.items()}}
             for tls, (c, sp, o) in b.current.items()}
@@ -326,8 +383,10 @@ CASES = ("sumo-static", "sumo-actuated", "green-wave", "agents-free", "agents-br
 FAULTS = ("scaled-3x", "slow-60s", "brain-killed", "link-dropped")
 
 
-def run_case(case, corridor, netmap, duration_s, seed, frozen=None):
-    """One row for one seed: measures, plus what the brain did when there is one."""
+def run_case(case, corridor, netmap, duration_s, seed, frozen=None, probe_share=PROBE_SHARE):
+    """One row for one seed: measures, plus what the brain did when there is one.
+    probe_share: the share of end-to-end arterial trips reporting as probes (0: none, the
+    brain's offsets then use distance / design speed)."""
     routes = [corridor.routes, corridor.ev_routes]
     add = [corridor.loops]
     programs = {"sumo-static": "netconvert", "sumo-actuated": "actuated", "green-wave": "static"}
@@ -350,6 +409,8 @@ def run_case(case, corridor, netmap, duration_s, seed, frozen=None):
         kw["kill"] = (mid, mid + 120_000)
     elif case == "link-dropped":
         kw["drop"] = (corridor.signals[3], mid - 600_000, mid + 600_000)
+    if probe_share:
+        kw["probes"] = (probe_share, probe_routes(corridor, cfg))
     loop = BrainLoop(netmap, cfg, seed=seed, **kw)
     r = network_rig.run_agents(netmap, corridor.net, routes, add, duration_s, seed, hooks=loop,
                                keep_files=True)

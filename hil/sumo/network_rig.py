@@ -110,6 +110,10 @@ class NetworkRig:
             self._prev[loop] = ids
         return out
 
+    def vehicle_ids(self):
+        """The ids of the vehicles in the network now."""
+        return self._conn.vehicle.getIDList()
+
     def vehicle_position(self, vid):
         """(edge id, position on it m) of a vehicle now, or None when not in the network."""
         try:
