@@ -25,6 +25,7 @@ SOAK = os.environ.get("EDGE_AGENT_SOAK") == "1"
 DURATION_S, EVERY_S, BIN_S = (600.0, 130.0, 10.0) if SOAK else (150.0, 60.0, 10.0)
 BRAIN = {"first_plan_s": EVERY_S, "plan_every_s": EVERY_S, "window_s": EVERY_S, "bin_s": BIN_S}
 COLOUR = {(True, False, False): RED, (False, True, False): YELLOW, (False, False, True): GREEN}
+COLOUR_INDEX = {(True, False, False): 0, (False, True, False): 1, (False, False, True): 2}
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +106,14 @@ def test_the_cabinets_load_switches_never_showed_a_conflict_or_a_short_interval(
                     if all(log[i][1][ch - 1] == (True, False, False) for ch in chans))
         checker = MmuChecker(card, now=log[start][0])
         changes = 0
-        for ms, field in log[start:]:
+        for i, (ms, field) in enumerate(log[start:], start):
             veh = [DARK] * (MAX_PHASES + 1)
             for ch in chans:
                 veh[ch] = COLOUR.get(field[ch - 1], DARK)
-            assert checker.verdict(ms, veh, [0] * (MAX_PHASES + 1)) is None, (t, ms, field[:8])
+            why = checker.verdict(ms, veh, [0] * (MAX_PHASES + 1))
+            assert why is None, (t, why, [(m - ms, "".join("RYG-"[COLOUR_INDEX.get(f[ch - 1], 3)]
+                                                            for ch in chans))
+                                          for m, f in log[max(start, i - 6):i + 1]])
             changes += 1
         # it ran: the load switches changed at least once a minute after start-up
         assert changes >= DURATION_S / 60, (t, changes)

@@ -66,6 +66,10 @@ def cmd_run(args):
                       % (time.strftime("%H:%M:%S", time.localtime(w)), cycle,
                          {k: v[1] for k, v in sorted(rec.items())}, node.brain.flagged[seen] or "none"),
                       flush=True)
+                measured = node.brain.travel_log[seen][1] if seen < len(node.brain.travel_log) else {}
+                if measured.get("EB") or measured.get("WB"):
+                    print("  travel times measured by probes (s): EB %s, WB %s"
+                          % (measured.get("EB"), measured.get("WB")), flush=True)
                 seen += 1
             log = node.brain.flag_log
             while flags_seen < len(log):

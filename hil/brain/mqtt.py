@@ -71,7 +71,8 @@ class BrainNode:
         site = config["site"]
         self.subs = [("%s/%s/+/telemetry" % (PREFIX, site), 0),
                      ("%s/%s/+/plan/desired" % (PREFIX, site), 1),
-                     ("%s/%s/central/escort/+" % (PREFIX, site), 1)]
+                     ("%s/%s/central/escort/+" % (PREFIX, site), 1),
+                     ("%s/%s/central/probe" % (PREFIX, site), 0)]
         self.escort_prefix = "%s/%s/central/escort/" % (PREFIX, site)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         if username is not None:

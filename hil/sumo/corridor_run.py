@@ -89,6 +89,22 @@ def corridor_x(anchors, m):
             return xa + (xb - xa) * (m - ma) / (mb - ma)
 
 
+def probe_reports(rig, share, routes, wall_s):
+    """The probe messages of this instant: each selected end-to-end trip's corridor x."""
+    out = []
+    for vid in rig.vehicle_ids():
+        if not vid.startswith(network_rig.END_TO_END) or zlib.crc32(vid.encode()) % 1000 >= share * 1000:
+            continue
+        d = vid[:2]
+        pos = rig.vehicle_position(vid)
+        offsets, anchors = routes[d]
+        if pos is None or pos[0] not in offsets:
+            continue
+        x = corridor_x(anchors, offsets[pos[0]] + pos[1])
+        out.append({"id": vid, "dir": d, "x": round(x, 2), "ts": round(wall_s, 3)})
+    return out
+
+
 def route_table(net, edges):
     """({edge or internal edge: m along the route at its start}, [(tls, stop line m)]) for a
     route given as its edges in order: lengths and the connections' internal lanes from the net."""
@@ -277,17 +293,7 @@ class BrainLoop:
 
     def _probes(self, now, rig):
         """Each probe's map-matched position, as its GPS unit reports it (with the link's delay)."""
-        for vid in rig.vehicle_ids():
-            d = vid[:2]
-            if not vid.startswith(network_rig.END_TO_END) or \
-                    zlib.crc32(vid.encode()) % 1000 >= self.probe_share * 1000:
-                continue
-            pos = rig.vehicle_position(vid)
-            offsets, anchors = self.probe_routes[d]
-            if pos is None or pos[0] not in offsets:
-                continue
-            x = corridor_x(anchors, offsets[pos[0]] + pos[1])
-            msg = {"id": vid, "dir": d, "x": round(x, 2), "ts": round(WALL0 + now / 1000.0, 3)}
+        for msg in probe_reports(rig, self.probe_share, self.probe_routes, WALL0 + now / 1000.0):
             delay = int(self.probe_rng.uniform(*self.delay_s) * 1000)
             heapq.heappush(self.queue, (now + delay, self.n, self.probe_topic, json.dumps(msg).encode()))
             self.n += 1

@@ -45,7 +45,8 @@ from edge_agent.indications import DARK, GREEN, MAX_PHASES, RED, YELLOW
 from hil.broker import Broker
 from hil.cabinet_emulator import CabinetEmulator
 from hil.sumo import network_rig
-from hil.sumo.corridor_run import BrainLoop, HOLDOVER_MS, WALL0, brain_config
+from hil.sumo.corridor_run import (BrainLoop, HOLDOVER_MS, PROBE_SHARE, WALL0, brain_config,
+                                   probe_reports, probe_routes)
 
 REPO = Path(__file__).resolve().parents[2]
 NICE = -5                      # deploy/edge-agent.service's Nice=
@@ -189,12 +190,14 @@ class RealtimeCorridor:
     """The whole city loop of one corridor, at wall-clock speed, with real processes."""
 
     def __init__(self, corridor, netmap, work_dir, duration_s=600.0, seed=1, step_ms=100,
-                 brain_over=None, agent_start_timeout_s=60.0):
+                 brain_over=None, agent_start_timeout_s=60.0, probe_share=PROBE_SHARE):
         self.corridor, self.map = corridor, netmap
         self.work = Path(work_dir)
         self.duration_s, self.seed, self.step_ms = float(duration_s), seed, int(step_ms)
         self.brain_config = brain_config(netmap, corridor, site=SITE, **(brain_over or {}))
         self.agent_start_timeout_s = agent_start_timeout_s
+        self.probe_share = probe_share        # end-to-end trips reporting as probes (published here)
+        self.probes_sent = 0
         self.broker = None
         self.cabinets = {}
         self.wiring = {}
@@ -310,6 +313,9 @@ class RealtimeCorridor:
         steps = int(round(self.duration_s * 1000)) // self.step_ms
         late = []
         t0 = self.observer.t0
+        routes = probe_routes(self.corridor, self.brain_config) if self.probe_share else None
+        probe_topic = "%s/%s/central/probe" % (PREFIX, SITE)
+        per_s = 1000 // self.step_ms
         for k in range(steps):
             target = t0 + k * step_s
             wait = target - time.monotonic()
@@ -330,6 +336,10 @@ class RealtimeCorridor:
                         bitmaps[biu] = bitmaps.get(biu, 0) | 1 << bit
                 for biu in range(1, emu.det_bius + 1):
                     emu.set_calls(biu, bitmaps.get(biu, 0))
+            if routes is not None and k % per_s == 0:      # the probes' GPS units, once a second
+                for msg in probe_reports(rig, self.probe_share, routes, time.time()):
+                    self.observer.client.publish(probe_topic, json.dumps(msg), qos=0)
+                    self.probes_sent += 1
         return late
 
     def _result(self, measures, late):
@@ -346,7 +356,7 @@ class RealtimeCorridor:
                    "lateness_ms": {"p50": round(s[len(s) // 2], 1),
                                    "p99": round(s[int(len(s) * 0.99)], 1),
                                    "max": round(s[-1], 1), "over_100": sum(1 for x in s if x > 100)},
-                   "steps": len(late)}
+                   "steps": len(late), "probes_sent": self.probes_sent}
         out["mmu"] = {t: emu.mmu_flags for t, emu in self.cabinets.items()}
         out["field_logs"] = {t: list(emu.field_log) for t, emu in self.cabinets.items()}
         out["brain_out"] = (self.work / "brain.out").read_text() if (self.work / "brain.out").exists() else ""
@@ -392,10 +402,11 @@ def brain_flags(text):
 
 # -------------------------------------------------------------------- the virtual twin
 
-def virtual_twin(corridor, netmap, config, duration_s, seed=1, step_ms=100):
-    """The same corridor, demand, seed and brain config in virtual time: plans in the
+def virtual_twin(corridor, netmap, config, duration_s, seed=1, step_ms=100, probe_share=PROBE_SHARE):
+    """The same corridor, demand, seed, probes and brain config in virtual time: plans in the
     Observer's shape, and each agent's accepted versions."""
-    loop = BrainLoop(netmap, config, seed=seed)
+    probes = (probe_share, probe_routes(corridor, config)) if probe_share else None
+    loop = BrainLoop(netmap, config, seed=seed, probes=probes)
     r = network_rig.run_agents(netmap, corridor.net, [corridor.routes, corridor.ev_routes],
                                [corridor.loops], duration_s, seed, step_ms=step_ms, hooks=loop)
     plans = []
@@ -411,6 +422,7 @@ def virtual_twin(corridor, netmap, config, duration_s, seed=1, step_ms=100):
                  for t, log in r["events"].items()}
     return {"plans": plans, "accepted": accepted, "activated": activated, "measures": r["measures"],
             "faults": r["faults"], "flag_log": list(loop.brain.flag_log),
+            "travel_log": list(loop.brain.travel_log),
             "flagged": list(loop.brain.flagged)}
 
 
