@@ -125,6 +125,14 @@ class PhaseActivity:
                 d = self.terms.setdefault(p, {"gap_out": 0, "max_out": 0, "force_off": 0})
                 d[name] += 1
 
+    def catch_up(self, now):
+        """Count the greens shown since the last sample up to now (held outputs: a rig
+        that steps an agent only on events samples it only then)."""
+        if self.last_ms is not None and now > self.last_ms:
+            for p in self.green_now:
+                self.green_ms[p] = self.green_ms.get(p, 0) + now - self.last_ms
+            self.last_ms = now
+
     def take(self):
         """{"green_s": {phase: s}, "terminations": {phase: counts}} for the interval; reset."""
         out = {"green_s": {str(p): round(ms / 1000.0, 3) for p, ms in sorted(self.green_ms.items())},

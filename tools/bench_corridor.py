@@ -26,11 +26,20 @@ def run(args):
           % (platform.machine(), platform.processor() or platform.platform(),
              platform.python_implementation(), platform.python_version(),
              " ".join("%.2f" % x for x in os.getloadavg())))
+    from hil.sumo.corridor_run import BrainLoop, brain_config, ev_routes, probe_routes, PROBE_SHARE
     runs = []
-    for label, event_driven in (("every agent stepped every 100 ms", False),
-                                ("event-driven (loop change or next_ms)", True)):
+    for label, event_driven, brain in (("every agent stepped every 100 ms", False, False),
+                                       ("event-driven (loop change or next_ms)", True, False),
+                                       ("with the brain, its escort and probes, every tick", False, True),
+                                       ("with the brain, its escort and probes, event-driven", True, True)):
+        hooks = None
+        if brain:
+            cfg = brain_config(m, c)
+            hooks = BrainLoop(m, cfg, seed=args.seed, escort=ev_routes(c),
+                              probes=(PROBE_SHARE, probe_routes(c, cfg)))
         r = network_rig.run_agents(m, c.net, routes, add, args.duration, args.seed,
-                                   event_driven=event_driven)
+                                   hooks=hooks, event_driven=event_driven)
+        r["brain"] = brain
         runs.append(r)
         share = r["agents_s"] / r["wall_s"]
         core_ms = 1000.0 * r["agents_s"] / hours
@@ -47,9 +56,12 @@ def run(args):
         print("  light states pushed to SUMO   %7d of %d signal-ticks (%.2f %%: only on a change)"
               % (r["measures"]["pushes"], r["steps"] * n,
                  100.0 * r["measures"]["pushes"] / (r["steps"] * n)))
-    same = all(runs[0]["events"][t] == runs[1]["events"][t] for t in runs[0]["events"])
-    print("  event logs of the two runs identical: %s; same traffic measures: %s"
-          % ("yes" if same else "NO", "yes" if runs[0]["measures"] == runs[1]["measures"] else "NO"))
+    same = True
+    for a, b, what in ((runs[0], runs[1], "free"), (runs[2], runs[3], "with the brain")):
+        logs = all(a["events"][t] == b["events"][t] for t in a["events"])
+        same = same and logs and a["measures"] == b["measures"]
+        print("  %s: event logs every tick / event-driven identical: %s; same traffic measures: %s"
+              % (what, "yes" if logs else "NO", "yes" if a["measures"] == b["measures"] else "NO"))
     print("  peer: SUMO's actuated program alone (sumo binary, same net, demand, seed) %.2f s wall"
           % peer["wall_s"])
     return 0 if same else 1

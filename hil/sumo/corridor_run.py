@@ -170,7 +170,11 @@ class Reporter:
             if on:
                 self.occ[ch] = self.occ.get(ch, 0) + 1
 
-    def take(self, now, channels, scale=1.0):
+    def take(self, now, channels, scale=1.0, shown_to=None):
+        """The message for the interval ending now; shown_to: the agents' last tick (its
+        greens held since its last step count up to there, as if stepped every tick)."""
+        if shown_to is not None:
+            self.phases.catch_up(shown_to)
         steps = max(1, self.steps)
         msg = {"ts": round(WALL0 + now / 1000.0, 3), "ms": now,
                "period_s": self.period_ms / 1000.0, "interval_s": (now - self.last_ms) / 1000.0,
@@ -184,7 +188,13 @@ class Reporter:
 
 
 class BrainLoop:
-    """The brain, the broker and the agents' link in one virtual-time loop (run_agents hooks)."""
+    """The brain, the broker and the agents' link in one virtual-time loop (run_agents hooks).
+
+    It gives an agent inputs only when something changed (a heartbeat, a plan, a
+    priority request, its link going up or down) and holds none, so the rig may step
+    the agents event-driven (``event_driven``)."""
+
+    event_driven = True
 
     def __init__(self, netmap, config, seed=1, control=True, period_s=None, scale=None,
                  kill=None, drop=None, delay_s=(0.05, 0.5), jitter_ms=100, escort=None,
@@ -213,6 +223,7 @@ class BrainLoop:
         self.retained = {}                       # what the broker keeps: plan/desired per topic
         self.rejected = []                       # (ms, tls, reason) envelopes an agent refused
         self.accepted = {t: [] for t in netmap.tls}   # (ms, version, plan id)
+        self.link_given = {t: None for t in netmap.tls}   # the link_up an agent holds
         self.snapshot = None
         self.restarts = []                       # (ms killed, ms planning again)
         self._dead = False
@@ -234,11 +245,15 @@ class BrainLoop:
     # hooks called by network_rig.run_agents ----------------------------------
 
     def inputs(self, now, tls):
+        """What reached the agent since its last step; link_up only when it changed (the
+        agent holds it)."""
         p = self.pending[tls]
-        if not p and not self.control:
+        up = self.control and not self._dropped(tls, now)
+        if up != self.link_given[tls]:
+            p["link_up"] = self.link_given[tls] = up
+        if not p:
             return None
         self.pending[tls] = {}
-        p["link_up"] = self.control and not self._dropped(tls, now)
         return p
 
     def after(self, now, tls, out):
@@ -250,7 +265,8 @@ class BrainLoop:
     def tick(self, now, rig):
         for tls, rep in self.reporters.items():
             if now >= rep.next_ms:
-                msg = rep.take(now, self.channels[tls], self.scale.get(tls, 1.0))
+                msg = rep.take(now, self.channels[tls], self.scale.get(tls, 1.0),
+                               shown_to=now - rig.step_ms)
                 # whole 100 ms steps, floored: -100 or 0 ms, +100 ms once in 201 draws
                 # (the draws of the recorded measurement; docs/corridor.md)
                 jitter = self.rng.randint(-self.jitter_ms, self.jitter_ms) // 100 * 100

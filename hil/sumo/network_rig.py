@@ -170,13 +170,18 @@ def run_agents(netmap, net, routes, additional=(), duration_s=3600.0, seed=1, st
     event_driven: step an agent only when its loops changed, the hooks gave it
     inputs, or its ``next_ms`` arrived (the core's own deadlines); before an input
     change, while a loop was occupied, it also steps at the tick before with the old
-    inputs (the contract in edge_agent/nextstep.py). Its log and lights are the same as stepping every tick.
+    inputs (the contract in edge_agent/nextstep.py). Its log and lights are the same as
+    stepping every tick. Hooks used with it must give inputs only when something
+    changed (levels such as ``link_up`` are held by the agent between steps) and set
+    no held inputs (``hold_central_ms``, ``local_until_ms``): the tick before a change
+    is replayed without the hooks' inputs; they declare it with ``event_driven = True``.
     Returns {"measures", "faults": {tls: [(ms, text)]}, "events": {tls: log},
     "wall_s", "agents_s", "steps", "agent_steps"}.
     """
-    if event_driven and hooks is not None:
-        raise ValueError("event-driven stepping runs without hooks: their held inputs "
-                         "(hold_central_ms, local_until_ms) are not replayed at the tick before a change")
+    if event_driven and hooks is not None and not getattr(hooks, "event_driven", False):
+        raise ValueError("event-driven stepping takes only hooks that give inputs on a change "
+                         "and hold none (event_driven = True): held inputs (hold_central_ms, "
+                         "local_until_ms) are not replayed at the tick before a change")
     agents = {tls: Agent(parse_site(t.site), link_policy=getattr(hooks, "link_policy", None))
               for tls, t in sorted(netmap.tls.items())}
     logs = {tls: [] for tls in agents}
