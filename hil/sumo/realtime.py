@@ -291,14 +291,17 @@ class RealtimeCorridor:
         self.broker.start()
         rig = None
         try:
-            self.observer = Observer("127.0.0.1", self.broker.port, self.brain_config["key"]).start()
-            self._start_agents()
-            self._start_brain()
-            self.observer.t0 = time.monotonic()
+            # SUMO loads its network before any cabinet runs: libsumo holds the GIL while
+            # it loads (about a second), and the emulated MMUs, threads of this process,
+            # would miss their controllers' frames for that long and flash (seen).
             rig = network_rig.NetworkRig(self.corridor.net,
                                          [self.corridor.routes, self.corridor.ev_routes],
                                          self.map, [self.corridor.loops], self.seed, self.step_ms)
             rig.start()
+            self.observer = Observer("127.0.0.1", self.broker.port, self.brain_config["key"]).start()
+            self._start_agents()
+            self._start_brain()
+            self.observer.t0 = time.monotonic()
             # This thread steps SUMO and holds the GIL the emulated cabinets (threads at
             # Nice=-5, hardware of their own in the field) need to answer: at normal
             # priority a busy machine could deschedule it with the GIL held and make the
@@ -314,9 +317,10 @@ class RealtimeCorridor:
             finally:
                 if was is not None:
                     os.setpriority(os.PRIO_PROCESS, me, was)
-            measures = rig.close()
+            out = self._result(lateness)        # before SUMO writes its output (GIL held)
+            out["measures"] = rig.close()
             rig = None
-            return self._result(measures, lateness)
+            return out
         finally:
             if rig is not None:
                 rig.close()
@@ -357,12 +361,11 @@ class RealtimeCorridor:
                     self.probes_sent += 1
         return late
 
-    def _result(self, measures, late):
+    def _result(self, late):
         obs = self.observer
         with obs.lock:
             s = sorted(late)
-            out = {"measures": measures,
-                   "plans": list(obs.plans), "verdicts": list(obs.verdicts),
+            out = {"plans": list(obs.plans), "verdicts": list(obs.verdicts),
                    "active": {t: list(v) for t, v in obs.active.items()},
                    "modes": {t: list(v) for t, v in obs.modes.items()},
                    "faults": {t: list(v) for t, v in obs.faults.items()},
