@@ -168,12 +168,16 @@ class NatsCluster:
     def start(self, timeout_s=30.0):
         """Start every node, wait until each serves MQTT with JetStream ready, then make
         the account's MQTT streams (the first MQTT connection creates them: ~3 s at R3)."""
-        for i in range(self.n):
-            self._spawn(i)
-        for i in range(self.n):
-            self._wait_ready(i, timeout_s)
-        self._wait_meta_leader(timeout_s)
-        self._warm_up(timeout_s)
+        try:
+            for i in range(self.n):
+                self._spawn(i)
+            for i in range(self.n):
+                self._wait_ready(i, timeout_s)
+            self._wait_meta_leader(timeout_s)
+            self._warm_up(timeout_s)
+        except BaseException:
+            self.stop()                   # no node outlives a start that failed
+            raise
         return self
 
     def _wait_meta_leader(self, timeout_s):
