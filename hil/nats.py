@@ -13,8 +13,9 @@ cluster routes, `mqtt { stream_replicas: 3 }`, and an explicit permissions
 block for every user (a reload without one crashed all three nodes in the
 2.9 trial), and no default cap on a stream's consumers (2.15's is 1,000, and
 every MQTT QoS 1 subscription is a consumer of one stream). MQTT topics map
-to NATS subjects ('/' -> '.', '+' -> '*', '#' -> '>'; an MQTT filter x/# is the subjects x and x.>), and QoS 1
-subscriptions need `$MQTT.sub.>` in the subscribe allow list.
+to NATS subjects ('/' -> '.', '+' -> '*', '#' -> '>'; an MQTT filter x/# is
+the subjects x and x.>), and QoS 1 subscriptions need `$MQTT.sub.>` in the
+subscribe allow list.
 """
 
 import os
