@@ -167,6 +167,7 @@ def run(args):
             for c in pubs:
                 await c.disconnect()
             return t
+        refused_at_publish = sum(1 for u in fleet.units if u.refused)
         t_pub0 = time.monotonic()
         fleet.call(fan_out(), 600)
         t_pub = time.monotonic() - t_pub0
@@ -177,6 +178,12 @@ def run(args):
               "central %d/%d: p50 %.2f s, p99 %.2f s, max %.2f s%s"
               % (n, t_pub, args.publishers, len(lat), n, pct(lat, 50), pct(lat, 99),
                  max(lat) if lat else float("nan"), "" if done else " (timed out)"))
+        print("  plans received by units %d, verdicts published %d (%d with no connection), "
+              "verdict messages at central %d; units with a refused subscription at publish "
+              "time %d (subscribe retries %d)"
+              % (fleet.counters["plans_received"], fleet.counters["verdicts_sent"],
+                 fleet.counters["verdicts_unsent"], workers.counters["verdict_messages"],
+                 refused_at_publish, fleet.counters["subscribe_retries"]))
 
         # A node SIGKILLed under load.
         victim = 1
