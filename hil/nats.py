@@ -115,7 +115,14 @@ def render_config(name, ports, routes, store_dir, users, tls=None, max_connectio
               "cluster {", "  name: city", "  host: %s" % listen, "  port: %d" % ports["cluster"],
               "  routes: [%s]" % ", ".join(routes), "}",
               "mqtt {", "  host: %s" % listen, "  port: %d" % ports["mqtt"],
-              "  stream_replicas: 3", "  ack_wait: \"10s\""]
+              "  stream_replicas: 3", "  ack_wait: \"10s\"",
+              # Each QoS 1 subscription's consumer on one node, in memory: R3 consumers
+              # are a raft group each (two per unit), and a node kill with 2,000 of them
+              # stalled the survivors. A unit's session is clean (it subscribes again
+              # on every connection and the retained plan comes again), and central's
+              # events are acknowledged end to end, so no consumer needs to outlive
+              # its node. Sessions, retained messages and messages stay R3 on disk.
+              "  consumer_replicas: 1", "  consumer_memory_storage: true"]
     if tls:
         lines += ["  tls {", "    cert_file: %s" % _quote(tls["cert_file"]),
                   "    key_file: %s" % _quote(tls["key_file"])]
