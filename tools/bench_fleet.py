@@ -41,6 +41,8 @@ def add_arguments(p):
     p.add_argument("--agents", type=int, default=2, help="real `edge-agent run` processes")
     p.add_argument("--workers", type=int, default=3, help="central workers (queue group)")
     p.add_argument("--publishers", type=int, default=16, help="plan fan-out MQTT connections")
+    p.add_argument("--inflight", type=int, default=20,
+                   help="plans awaiting their PUBACK at once per fan-out connection")
     p.add_argument("--connect-parallel", type=int, default=25,
                    help="units connecting at once (200 at once timed out JetStream session "
                         "lookups on this machine)")
@@ -64,6 +66,18 @@ def wait_until(predicate, timeout_s, poll_s=0.1):
             return True
         time.sleep(poll_s)
     return False
+
+
+def raise_open_files(want):
+    """Every simulated unit is a socket in this process (and the nodes inherit the
+    limit): raise the soft limit on open files towards `want`, up to the hard limit."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
 
 
 def real_agent(d, name, cluster, secret_id):
@@ -90,6 +104,7 @@ def run(args):
     from tests.linkrig import quick_plan
     d = tempfile.mkdtemp(prefix="bench-fleet-")
     n = args.units
+    nofile = raise_open_files(n + 1000)
     units = [("u%05d" % i, "pw-u%05d" % i, "sim-%08x" % (i * 2654435761 % 2 ** 32))
              for i in range(n)]
     agents = ["agent-%02d" % i for i in range(args.agents)]
@@ -100,7 +115,8 @@ def run(args):
     procs, fleet, workers = [], None, None
     hb_stop = threading.Event()
     print("bench fleet: %d simulated units + %d real agents, 3 nats-server %s nodes (%s), "
-          "%d workers" % (n, len(agents), nats_version(), nats_binary(), args.workers))
+          "%d workers; open files limit %d" % (n, len(agents), nats_version(), nats_binary(),
+                                               args.workers, nofile))
     try:
         t0 = time.monotonic()
         cluster.start(60)
@@ -160,8 +176,14 @@ def run(args):
                 pubs.append(c)
 
             async def lane(k):
-                for topic, env in envs[k::len(pubs)]:
-                    await pubs[k].publish(topic, env, qos=1, retain=True, timeout_s=60)
+                # A window of PUBACKs outstanding per connection: one at a time, each
+                # retained QoS 1 plan waits for two R3 JetStream writes (~0.15 s here).
+                window = asyncio.Semaphore(args.inflight)
+
+                async def one(topic, env):
+                    async with window:
+                        await pubs[k].publish(topic, env, qos=1, retain=True, timeout_s=60)
+                await asyncio.gather(*(one(topic, env) for topic, env in envs[k::len(pubs)]))
             t = time.monotonic()
             await asyncio.gather(*(lane(k) for k in range(len(pubs))))
             for c in pubs:
@@ -174,9 +196,10 @@ def run(args):
         done = wait_until(lambda: sum(1 for u, _, _ in units if (u, 1) in workers.verdicts) >= n,
                           120)
         lat = [workers.verdicts[(u, 1)] - t_pub0 for u, _, _ in units if (u, 1) in workers.verdicts]
-        print("plan fan-out: %d plans published in %.1f s over %d connections; verdicts at "
-              "central %d/%d: p50 %.2f s, p99 %.2f s, max %.2f s%s"
-              % (n, t_pub, args.publishers, len(lat), n, pct(lat, 50), pct(lat, 99),
+        print("plan fan-out: %d plans published in %.1f s over %d connections (%d in flight "
+              "each); verdicts at central %d/%d: p50 %.2f s, p99 %.2f s, max %.2f s%s"
+              % (n, t_pub, args.publishers, args.inflight, len(lat), n, pct(lat, 50),
+                 pct(lat, 99),
                  max(lat) if lat else float("nan"), "" if done else " (timed out)"))
         print("  plans received by units %d, verdicts published %d (%d with no connection), "
               "verdict messages at central %d; units with a refused subscription at publish "
