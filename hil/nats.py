@@ -189,35 +189,55 @@ class NatsCluster:
         return self
 
     def _wait_meta_leader(self, timeout_s):
+        """A meta leader that sees the other n-1 peers current (only the leader's view
+        of its followers means anything): the first MQTT CONNECT creates R3 streams, and
+        before then it failed with "no suitable peers for placement"."""
         import json
         import urllib.request
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/jsz" % self.ports[0]["http"],
-                                            timeout=1) as r:
-                    if (json.load(r).get("meta_cluster") or {}).get("leader"):
-                        return
-            except (OSError, ValueError):
-                pass
+            for i in range(self.n):
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/jsz" % self.ports[i]["http"],
+                                                timeout=1) as r:
+                        meta = json.load(r).get("meta_cluster") or {}
+                except (OSError, ValueError):
+                    continue
+                peers = meta.get("replicas") or []
+                if meta.get("leader") == "node%d" % i and len(peers) == self.n - 1 \
+                        and all(p.get("current") for p in peers):
+                    return
             time.sleep(0.1)
-        raise RuntimeError("no JetStream meta leader within %.0f s" % timeout_s)
+        raise RuntimeError("no JetStream meta leader with %d current peers within %.0f s"
+                           % (self.n, timeout_s))
 
     def _warm_up(self, timeout_s):
+        """The first MQTT connection makes the account's streams; it is tried again until
+        one is accepted (a CONNECT the cluster cannot serve yet is closed, not answered)."""
         import threading
         import paho.mqtt.client as mqtt
-        ready = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="nats-warm-up")
-        c.username_pw_set(*self.central)
-        c.on_connect = lambda *a: ready.set()
-        c.connect(*self.mqtt_nodes[0])
         deadline = time.monotonic() + timeout_s
-        while not ready.is_set() and time.monotonic() < deadline:
-            c.loop(0.05)
-        c.disconnect()
-        if not ready.is_set():
-            raise RuntimeError("the cluster's MQTT service did not answer within %.0f s"
-                               % timeout_s)
+        attempt = 0
+        while time.monotonic() < deadline:
+            attempt += 1
+            accepted = threading.Event()
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="nats-warm-up")
+            c.username_pw_set(*self.central)
+            c.on_connect = lambda cl, u, f, rc, p: None if rc.is_failure else accepted.set()
+            try:
+                c.connect(*self.mqtt_nodes[attempt % self.n])
+                until = min(deadline, time.monotonic() + 10)
+                while not accepted.is_set() and time.monotonic() < until:
+                    if c.loop(0.05) != mqtt.MQTT_ERR_SUCCESS:
+                        break                 # closed without a CONNACK: again
+            except OSError:
+                pass
+            c.disconnect()
+            if accepted.is_set():
+                return
+            time.sleep(0.5)
+        raise RuntimeError("the cluster's MQTT service did not answer within %.0f s"
+                           % timeout_s)
 
     def start_node(self, i, timeout_s=30.0):
         self._spawn(i)
