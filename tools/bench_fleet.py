@@ -168,12 +168,22 @@ def run(args):
                  sign_hmac(make_body(plan, u, 1, issued), KID, bytes.fromhex(SECRET)).encode())
                 for u, _, _ in units]
 
+        failed = []                     # plans whose PUBACK never came (connection lost)
+
         async def fan_out():
-            pubs = []
-            for k in range(args.publishers):
-                c = FleetClient("central-plans-%d" % k, *CENTRAL)
-                await c.connect(*cluster.mqtt_nodes[k % 3])
-                pubs.append(c)
+            # A busy node may close a CONNECT it cannot serve yet, or a connection whose
+            # QoS 1 publish JetStream did not acknowledge in time: connect again.
+            async def connected(k):
+                for attempt in range(10):
+                    c = FleetClient("central-plans-%d" % k, *CENTRAL)
+                    try:
+                        return await c.connect(*cluster.mqtt_nodes[(k + attempt) % 3])
+                    except (OSError, ConnectionError, EOFError, asyncio.TimeoutError):
+                        c.abort()
+                        await asyncio.sleep(0.5)
+                raise ConnectionError("central-plans-%d: no node accepted the connection" % k)
+            pubs = [await connected(k) for k in range(args.publishers)]
+            relink = [asyncio.Lock() for _ in pubs]
 
             async def lane(k):
                 # A window of PUBACKs outstanding per connection: one at a time, each
@@ -182,7 +192,17 @@ def run(args):
 
                 async def one(topic, env):
                     async with window:
-                        await pubs[k].publish(topic, env, qos=1, retain=True, timeout_s=60)
+                        for _ in range(3):
+                            c = pubs[k]
+                            try:
+                                await c.publish(topic, env, qos=1, retain=True, timeout_s=60)
+                                return
+                            except (OSError, ConnectionError, EOFError, asyncio.TimeoutError):
+                                async with relink[k]:      # one reconnect per lane
+                                    if pubs[k] is c:
+                                        c.abort()
+                                        pubs[k] = await connected(k)
+                        failed.append(topic)
                 await asyncio.gather(*(one(topic, env) for topic, env in envs[k::len(pubs)]))
             t = time.monotonic()
             await asyncio.gather(*(lane(k) for k in range(len(pubs))))
@@ -201,6 +221,8 @@ def run(args):
               % (n, t_pub, args.publishers, args.inflight, len(lat), n, pct(lat, 50),
                  pct(lat, 99),
                  max(lat) if lat else float("nan"), "" if done else " (timed out)"))
+        if failed:
+            print("  %d plans not acknowledged by the cluster after 3 tries" % len(failed))
         print("  plans received by units %d, verdicts published %d (%d with no connection), "
               "verdict messages at central %d; units with a refused subscription at publish "
               "time %d (subscribe retries %d)"
