@@ -28,6 +28,7 @@ import threading
 import time
 
 from drivers.keys import make_body, sign_hmac
+from drivers.mqtt_link import full_jitter
 from drivers.topics import Topics
 
 SITE = "fleetville"
@@ -174,13 +175,13 @@ def run(args):
             # A busy node may close a CONNECT it cannot serve yet, or a connection whose
             # QoS 1 publish JetStream did not acknowledge in time: connect again.
             async def connected(k):
-                for attempt in range(10):
+                for attempt in range(30):
                     c = FleetClient("central-plans-%d" % k, *CENTRAL)
                     try:
                         return await c.connect(*cluster.mqtt_nodes[(k + attempt) % 3])
                     except (OSError, ConnectionError, EOFError, asyncio.TimeoutError):
                         c.abort()
-                        await asyncio.sleep(0.5)
+                        await asyncio.sleep(full_jitter(attempt, 0.5, 5.0))
                 raise ConnectionError("central-plans-%d: no node accepted the connection" % k)
             pubs = [await connected(k) for k in range(args.publishers)]
             relink = [asyncio.Lock() for _ in pubs]
