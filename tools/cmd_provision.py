@@ -138,7 +138,7 @@ def _new(args):
     key = generate_key("%s-key1" % args.intersection, "hmac")
     broker_password = os.urandom(18).hex()
     # The client id is a per-unit secret, never the guessable "edge-agent-<id>": a broker
-    # that does not bind ids to user names (NATS 2.9) would otherwise let any unit's
+    # that does not bind ids to user names (NATS) would otherwise let any unit's
     # credentials knock this one off (docs/fleet.md).
     mqtt = {"brokers": list(args.broker), "site": args.site_id,
             "username": args.intersection, "password": broker_password,
