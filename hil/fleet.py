@@ -142,8 +142,9 @@ class SimUnit:
 
     async def resubscribe(self, c):
         """Ask again for the refused subscriptions (SUBACK 0x80), with full jitter, until
-        all are granted or this connection is gone, as drivers/mqtt_link.py does: never
-        carry on without the plan subscription (nats-server #3116, consumer limits)."""
+        all are granted or this connection is gone: never carry on without the plan
+        subscription (nats-server #3116, consumer limits). drivers/mqtt_link.py retries
+        too, but every 0.1-1 s without growing the wait (an open point of issue 12)."""
         f = self.fleet
         attempt = 0
         while self.refused and self.client is c and not f.stopping:
