@@ -53,6 +53,7 @@ OTHER = "other"
 
 SESSION = "session.json"
 ACK_TIMEOUT_CAP_S = 60.0
+SUB_RETRY_BASE_S, SUB_RETRY_CAP_S = 0.2, 5.0
 
 
 class LinkConfig:
@@ -60,12 +61,14 @@ class LinkConfig:
 
     __slots__ = ("brokers", "site", "username", "password", "client_id", "ca_file",
                  "cert_file", "key_file", "keepalive_s", "backoff_base_s", "backoff_cap_s",
-                 "connect_timeout_s", "inbound_max", "ack_timeout_s", "ack_window", "spread")
+                 "connect_timeout_s", "inbound_max", "ack_timeout_s", "ack_window", "spread",
+                 "events_qos", "subscribe_qos")
 
     def __init__(self, brokers, site, username=None, password=None, client_id=None,
                  ca_file=None, cert_file=None, key_file=None, keepalive_s=5,
                  backoff_base_s=0.5, backoff_cap_s=30.0, connect_timeout_s=3.0,
-                 inbound_max=4096, ack_timeout_s=5.0, ack_window=4000, spread=False):
+                 inbound_max=4096, ack_timeout_s=5.0, ack_window=4000, spread=False,
+                 events_qos=1, subscribe_qos=1):
         self.brokers = [(h, int(p)) for h, p in brokers]   # primary first, then the others
         self.site = site
         self.username, self.password, self.client_id = username, password, client_id
@@ -77,6 +80,12 @@ class LinkConfig:
         self.ack_timeout_s = ack_timeout_s      # resend what central has not acknowledged
         self.ack_window = ack_window            # events sent ahead of central's acknowledgement
         self.spread = spread                    # cluster nodes: start at a node chosen by id
+        # The broker tier's cost, not the guarantee: events are delivered end to end by
+        # central's acknowledgement either way, and a retained plan comes back on every
+        # subscription. On NATS every QoS 1 publish is a replicated JetStream write and
+        # every QoS 1 subscription a JetStream consumer (docs/fleet.md): set both to 0.
+        self.events_qos = events_qos            # QoS of the events batches
+        self.subscribe_qos = subscribe_qos      # QoS of the plan/desired and cmd subscriptions
 
 
 def parse_link_config(d, base_dir="."):
@@ -128,6 +137,12 @@ def parse_link_config(d, base_dir="."):
     if not isinstance(spread, bool):
         errors.append("mqtt.spread: must be true (a cluster: units spread over the nodes) "
                       "or false (the first broker is the primary), got %r" % (spread,))
+    for key in ("events_qos", "subscribe_qos"):
+        v = d.get(key, 1)
+        if isinstance(v, bool) or v not in (0, 1):
+            errors.append("mqtt.%s: must be 0 or 1 (QoS 2 is not used: NATS refuses it), got %r"
+                          % (key, v))
+        num[key] = v
     if errors:
         raise ValueError("\n  ".join(errors))
     return LinkConfig(brokers, site, d.get("username"), d.get("password"), d.get("client_id"),
@@ -176,6 +191,7 @@ class MqttLink:
         self.sub_mids = {}                    # SUBSCRIBE mid -> [(topic, qos)]
         self.sub_failed = collections.deque()     # [(topic, qos)] refused (SUBACK 0x80)
         self.sub_retry_at = None
+        self.sub_attempt = 0                  # retries of refused subscriptions, this connection
         self._connack = None
         self.client = self._make_client()
 
@@ -228,7 +244,7 @@ class MqttLink:
         self._connack = ok
         if ok:
             self.sub_mids.clear()             # a new connection: older SUBSCRIBEs are void
-            self._subscribe(client, self.topics.subscriptions())
+            self._subscribe(client, self.topics.subscriptions(self.cfg.subscribe_qos))
         else:
             self.counters["refused"] += 1
             self.link_events.append(("refused", str(reason_code)))
@@ -387,6 +403,7 @@ class MqttLink:
             self.in_flight.clear()            # a new connection: old mids mean nothing
             self.sub_failed.clear()           # on_connect subscribed to everything again
             self.sub_retry_at = None
+            self.sub_attempt = 0
             if self.outbox is not None:
                 self.outbox.rewind()          # resend all central has not acknowledged
             self.ack_wait_since = None
@@ -452,7 +469,7 @@ class MqttLink:
                 break
             payload = dumps({"intersection": self.topics.intersection, "session": self.session,
                              "first": batch[0], "last": batch[1], "events": batch[2]})
-            info = c.publish(self.topics.events, payload, qos=1)
+            info = c.publish(self.topics.events, payload, qos=self.cfg.events_qos)
             self.in_flight[info.mid] = batch[1]
             box.sent(batch)
             if self.ack_wait_since is None:
@@ -464,11 +481,16 @@ class MqttLink:
             return
         now = time.monotonic()
         if self.sub_retry_at is None:
-            self.sub_retry_at = now + self.rng.uniform(0.1, 1.0)
+            # Full jitter, growing while the broker keeps refusing (a cluster at its
+            # consumer cap or short of a node must not be asked again by every unit
+            # at once): [0, min(5 s, 0.2 s * 2^k)] after the k-th retry of this connection.
+            self.sub_retry_at = now + full_jitter(self.sub_attempt, SUB_RETRY_BASE_S,
+                                                  SUB_RETRY_CAP_S, self.rng)
         elif now >= self.sub_retry_at:
             subs = list(dict.fromkeys(self.sub_failed))
             self.sub_failed.clear()
             self.sub_retry_at = None
+            self.sub_attempt += 1
             self.counters["subscribe_retries"] += 1
             self._subscribe(self.client, subs)
 
@@ -482,10 +504,15 @@ class MqttLink:
             d = _ack(self.central_acks.popleft())
             if d is None:
                 self.counters["bad_acks"] += 1
-            elif box.acked_range(*d):
+                continue
+            # Central answers: it is back, so the wait stops doubling; but only the oldest
+            # outstanding event's acknowledgement restarts the clock: a batch lost while
+            # central was away (QoS 0, a dead worker) is sent again within ack_timeout_s,
+            # however many later batches central acknowledges meanwhile.
+            self.ack_timeout = self.cfg.ack_timeout_s
+            if box.acked_range(*d):
                 self.counters["central_acks"] += 1
                 self.ack_wait_since = time.monotonic()
-                self.ack_timeout = self.cfg.ack_timeout_s
         if box.unacked_sent() == 0:
             self.ack_wait_since = None
         elif self.ack_wait_since is not None and \

@@ -60,12 +60,13 @@ class Topics:
         """The retained verdict of one plan version (never overwritten by another version)."""
         return "%splan/verdict/%d" % (self.base, version)
 
-    def subscriptions(self):
-        """(topic, QoS) the agent subscribes to on every connection."""
+    def subscriptions(self, qos=1):
+        """(topic, QoS) the agent subscribes to on every connection; `qos` is the
+        plan's and the commands' (the link's subscribe_qos)."""
         # events/ack at QoS 0: a lost ack costs a resend (central drops the duplicate),
         # and on NATS each QoS 1 subscription is a JetStream consumer per unit.
-        return [(self.plan_desired, 1), (self.cmd, 1), (self.heartbeat, 0), (self.events_ack, 0),
-                (self.priority, 0)]
+        return [(self.plan_desired, qos), (self.cmd, qos), (self.heartbeat, 0),
+                (self.events_ack, 0), (self.priority, 0)]
 
 
 def dumps(obj):

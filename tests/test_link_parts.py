@@ -91,6 +91,75 @@ def test_backoff_is_full_jitter_capped(tmp_path):
     assert len({round(d, 6) for d in delays}) == len(delays)
 
 
+def test_refused_subscriptions_are_asked_again_with_growing_full_jitter(monkeypatch):
+    # A cluster short of a node or at a consumer cap refuses subscriptions (SUBACK 0x80):
+    # every unit must not ask again at once, nor every 0.1-1 s for ever.
+    pytest.importorskip("paho.mqtt.client")
+    import random
+    import drivers.mqtt_link as ml
+    link = ml.MqttLink(LinkConfig([("127.0.0.1", 1)], "s"), Topics("s", "i"), seed=5)
+    asked = []
+
+    class Client:
+        def subscribe(self, subs):
+            asked.append((clock[0], list(subs)))
+            return ml.mqtt.MQTT_ERR_SUCCESS, len(asked)
+    clock = [100.0]
+    monkeypatch.setattr(ml.time, "monotonic", lambda: clock[0])
+    link.client = Client()
+    plan = ("tsc/v1/s/i/plan/desired", 0)
+    for _ in range(8):                        # the broker refuses it every time
+        link.sub_failed.append(plan)
+        start = clock[0]
+        link._retry_subscriptions()           # draws the wait
+        while len(asked) < _ + 1:
+            clock[0] = round(clock[0] + 0.001, 3)
+            link._retry_subscriptions()
+        asked[-1] = (round(asked[-1][0] - start, 3), asked[-1][1])
+    rng = random.Random(5)
+    want = [ml.full_jitter(k, 0.2, 5.0, rng) for k in range(8)]
+    # each wait is the k-th full-jitter draw, to the 1 ms steps of the test's clock
+    assert all(0 <= w - x <= 0.0011 for (w, _), x in zip(asked, want)), (asked, want)
+    assert max(want[4:]) > 1.0                 # the wait grew past the old 1 s ceiling
+    assert all(subs == [plan] for _, subs in asked)
+    assert all(w <= min(5.0, 0.2 * 2 ** k) + 0.001 for k, (w, _) in enumerate(asked))
+    assert link.counters["subscribe_retries"] == 8
+
+
+def test_a_gap_is_sent_again_within_ack_timeout_once_central_answers(tmp_path, monkeypatch):
+    # Batches sent while central was away are lost at QoS 0; when central comes back
+    # and acknowledges the later ones, the gap must go again within ack_timeout_s, not
+    # after the doubled wait central's silence built up (here 8 s).
+    pytest.importorskip("paho.mqtt.client")
+    import drivers.mqtt_link as ml
+    clock = [50.0]
+    monkeypatch.setattr(ml.time, "monotonic", lambda: clock[0])
+    box = EventOutbox(str(tmp_path), segment=100, fsync=False)
+    link = ml.MqttLink(LinkConfig([("127.0.0.1", 1)], "s", ack_timeout_s=2.0),
+                       Topics("s", "i"), outbox=box)
+    put(box, 4)
+    box.sent(box.next_batch(100))             # 1..4 sent while central is away: lost
+    link.ack_wait_since = clock[0]
+    for wait, resends, timeout in ((2.1, 1, 4.0), (4.1, 2, 8.0)):
+        clock[0] += wait
+        link._take_acks()
+        box.sent(box.next_batch(100))         # the resend, lost again
+        link.ack_wait_since = link.ack_wait_since or clock[0]
+        assert (link.counters["resends"], link.ack_timeout) == (resends, timeout)
+    put(box, 4)
+    box.sent(box.next_batch(100))             # central is back: 5..8 reach it
+    link.central_acks.append(b'{"first":5,"last":8}')
+    clock[0] += 0.5
+    link._take_acks()
+    assert (box.acked_seq, link.ack_timeout, link.counters["resends"]) == (0, 2.0, 2)
+    clock[0] += 2.0                           # 2.5 s after the last resend: central
+    link._take_acks()                         # answered, so the wait is 2 s again, not 8
+    assert link.counters["resends"] == 3 and box.next_batch(100)[0] == 1
+    link.central_acks.append(b'{"first":1,"last":4}')
+    link._take_acks()
+    assert (box.acked_seq, link.counters["central_acks"]) == (8, 1)
+
+
 def test_link_config_lists_every_problem():
     with pytest.raises(ValueError) as e:
         parse_link_config({"brokers": ["nohost", {"host": "", "port": 0}], "keepalive_s": 0})
@@ -99,6 +168,27 @@ def test_link_config_lists_every_problem():
     cfg = parse_link_config({"brokers": ["a:1883", {"host": "b", "port": 8883}], "site": "s",
                              "tls": {"ca_file": "ca.crt"}}, "/etc/edge")
     assert cfg.brokers == [("a", 1883), ("b", 8883)] and cfg.ca_file == "/etc/edge/ca.crt"
+    assert (cfg.events_qos, cfg.subscribe_qos) == (1, 1)
+
+
+def test_link_config_takes_qos_zero_or_one_and_says_why_not_two():
+    cfg = parse_link_config({"brokers": ["a:1"], "site": "s", "events_qos": 0,
+                             "subscribe_qos": 0})
+    assert (cfg.events_qos, cfg.subscribe_qos) == (0, 0)
+    with pytest.raises(ValueError) as e:
+        parse_link_config({"brokers": ["a:1"], "site": "s", "events_qos": 2,
+                           "subscribe_qos": True})
+    assert str(e.value).split("\n  ") == [
+        "mqtt.events_qos: must be 0 or 1 (QoS 2 is not used: NATS refuses it), got 2",
+        "mqtt.subscribe_qos: must be 0 or 1 (QoS 2 is not used: NATS refuses it), got True"]
+
+
+def test_topics_give_the_plan_and_commands_the_configured_qos():
+    t = Topics("s", "i-1")
+    assert t.subscriptions(0) == [("tsc/v1/s/i-1/plan/desired", 0), ("tsc/v1/s/i-1/cmd", 0),
+                                  ("tsc/v1/s/central/heartbeat", 0), ("tsc/v1/s/i-1/events/ack", 0),
+                                  ("tsc/v1/s/i-1/priority", 0)]
+    assert [q for _, q in t.subscriptions()] == [1, 1, 0, 0, 0]
 
 
 def cmd(cid, name, args=None, issued=WALL, inter="demo-0001", secret=SECRET, kid="ctl"):
