@@ -16,11 +16,12 @@ It reconnects with full jitter to the next node when its node dies, and
 notes how long that took. The MQTT client is hil/fleet_mqtt.py (one asyncio
 loop, not one paho thread per unit).
 
-Central's workers (CentralWorkers) read the units' subjects through NATS
-queue groups, so the load is shared and a worker that dies loses nothing
-(the units resend what no worker acknowledged); events are stored once per
-(unit, sequence) in SQLite (INSERT OR IGNORE: duplicates counted, dropped)
-and acknowledged after the commit.
+Central's workers (CentralWorkers, each its own process: hil/central_worker.py)
+read the units' subjects through NATS queue groups, so the load is shared and
+a worker that dies loses nothing (the units resend what no worker
+acknowledged); events are stored once per (unit, sequence) in SQLite (INSERT
+OR IGNORE: duplicates counted, dropped) in group commits, and acknowledged
+after the commit.
 """
 
 import asyncio
@@ -32,7 +33,7 @@ import threading
 import time
 import zlib
 
-from drivers.mqtt_link import full_jitter
+from drivers.mqtt_link import SUB_RETRY_BASE_S, SUB_RETRY_CAP_S, full_jitter
 from drivers.topics import Topics, dumps, will_payload
 from edge_agent.envelope import open_envelope
 from hil.fleet_mqtt import FleetClient
@@ -111,7 +112,7 @@ class SimUnit:
                 await c.connect(host, port)
                 if self.lost_at is not None:
                     self.connacks.append(time.monotonic() - self.lost_at)
-                subs = self.t.subscriptions()
+                subs = self.t.subscriptions(f.subscribe_qos)
                 codes = await c.subscribe(subs)
                 self.refused = [sub for sub, code in zip(subs, codes) if code >= 0x80]
                 await c.publish(self.t.state, dumps({"online": True, "mode": "central",
@@ -143,12 +144,11 @@ class SimUnit:
     async def resubscribe(self, c):
         """Ask again for the refused subscriptions (SUBACK 0x80), with full jitter, until
         all are granted or this connection is gone: never carry on without the plan
-        subscription (nats-server #3116, consumer limits). drivers/mqtt_link.py retries
-        too, but every 0.1-1 s without growing the wait (an open point of issue 12)."""
+        subscription (nats-server #3116, consumer limits), as drivers/mqtt_link.py does."""
         f = self.fleet
         attempt = 0
         while self.refused and self.client is c and not f.stopping:
-            await asyncio.sleep(full_jitter(attempt, 0.2, f.backoff_cap_s, f.rng))
+            await asyncio.sleep(full_jitter(attempt, SUB_RETRY_BASE_S, SUB_RETRY_CAP_S, f.rng))
             attempt += 1
             f.counters["subscribe_retries"] += 1
             try:
@@ -229,7 +229,8 @@ class SimUnit:
         if b is not None:
             c.publish_nowait(self.t.events, dumps({"intersection": self.uid,
                                                     "session": self.session, "first": b[0][0],
-                                                    "last": b[-1][0], "events": b}), qos=1)
+                                                    "last": b[-1][0], "events": b}),
+                             qos=f.events_qos)
             if box.sent_at is None:
                 box.sent_at = now_s
 
@@ -242,8 +243,10 @@ class Fleet:
     """Every simulated unit on one asyncio loop (its own thread)."""
 
     def __init__(self, units, nodes, site, keys, events_per_tick=2, ack_timeout_s=10.0,
-                 backoff_base_s=0.5, backoff_cap_s=10.0, connect_parallel=200, seed=1):
+                 backoff_base_s=0.5, backoff_cap_s=10.0, connect_parallel=200, seed=1,
+                 events_qos=1, subscribe_qos=1):
         self.nodes, self.site, self.keys = nodes, site, keys
+        self.events_qos, self.subscribe_qos = events_qos, subscribe_qos   # as LinkConfig's
         self.events_per_tick = events_per_tick
         self.ack_timeout_s = ack_timeout_s
         self.backoff_base_s, self.backoff_cap_s = backoff_base_s, backoff_cap_s
@@ -323,7 +326,13 @@ class Fleet:
 
 
 class CentralWorkers:
-    """Central's event, telemetry, state and verdict readers, sharing NATS queue groups."""
+    """Central's workers, each its own process (hil/central_worker.py) in NATS queue groups.
+
+    The bench and the tests read what the workers report (states, verdicts with the
+    monotonic time central first saw them, counters, batches per worker); `kill(i)`
+    SIGKILLs worker i, as a crash would. A process per worker keeps central's work
+    off the simulated fleet's interpreter, as central runs on its own machines.
+    """
 
     def __init__(self, nats_nodes, site, store_path, user, password, workers=3):
         self.nodes, self.site, self.store_path = nats_nodes, site, store_path
@@ -334,85 +343,67 @@ class CentralWorkers:
         self.per_worker = collections.Counter()
         self.state = {}
         self.verdicts = {}             # (unit, version) -> monotonic s first seen
-        self.conns = []
-        db = sqlite3.connect(store_path)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE IF NOT EXISTS events (unit TEXT, seq INTEGER, rec TEXT, "
-                   "PRIMARY KEY (unit, seq))")
-        db.commit()
-        db.close()
-        self.dbs = []
+        self.procs = []
+        self.readers = []
+        self.ready = [threading.Event() for _ in range(workers)]
+        self.beat_conn = None
+        from hil.central_worker import open_store
+        open_store(store_path).close()
 
-    def start(self):
+    def start(self, timeout_s=30.0):
+        import os
+        import subprocess
+        import sys
+        env = dict(os.environ, EDGE_AGENT_CENTRAL_PW=self.password)
         for i in range(self.n):
-            self.conns.append(None)
-            self.dbs.append(None)
-            self._start_worker(i)
+            host, port = self.nodes[i % len(self.nodes)]
+            p = subprocess.Popen([sys.executable, "-m", "hil.central_worker", "--index", str(i),
+                                  "--node", "%s:%d" % (host, port), "--site", self.site,
+                                  "--store", self.store_path, "--user", self.user,
+                                  "--password-env", "EDGE_AGENT_CENTRAL_PW"],
+                                 stdout=subprocess.PIPE, env=env)
+            self.procs.append(p)
+            t = threading.Thread(target=self._read, args=(i, p.stdout), daemon=True,
+                                 name="central-worker-%d" % i)
+            t.start()
+            self.readers.append(t)
+        for i, ev in enumerate(self.ready):
+            if not ev.wait(timeout_s):
+                self.stop()
+                raise RuntimeError("central worker %d did not subscribe within %.0f s"
+                                   % (i, timeout_s))
+        host, port = self.nodes[0]
+        self.beat_conn = NatsConnection(host, port, self.user, self.password,
+                                        name="central-heartbeat").start()
         return self
 
-    def _start_worker(self, i):
-        host, port = self.nodes[i % len(self.nodes)]
-        conn = NatsConnection(host, port, self.user, self.password, name="central-%d" % i).start()
-        db = sqlite3.connect(self.store_path, check_same_thread=False, timeout=30)
-        db.execute("PRAGMA synchronous=NORMAL")
-        self.conns[i], self.dbs[i] = conn, db
-        base = "tsc.v1.%s.*." % self.site
-        conn.subscribe(base + "events", lambda s, p: self._events(i, s, p), queue="events")
-        conn.subscribe(base + "telemetry", lambda s, p: self._telemetry(i, s, p),
-                       queue="telemetry")
-        conn.subscribe(base + "state", lambda s, p: self._state(s, p), queue="state")
-        conn.subscribe(base + "plan.verdict.*", lambda s, p: self._verdict(s, p), queue="verdicts")
-        conn.flush()
+    def _read(self, i, stream):
+        for line in stream:
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue
+            if "ready" in d:
+                self.ready[i].set()
+                continue
+            with self.lock:
+                self.counters.update(d.get("c", {}))
+                self.per_worker[i] += d.get("w", 0)
+                self.state.update(d.get("s", {}))
+                for unit, version, t in d.get("v", ()):
+                    self.verdicts.setdefault((unit, version), t)
 
     def kill(self, i):
-        """A worker dies (its connection drops mid-stream)."""
-        self.conns[i].close()
+        """Worker i dies (SIGKILL): whatever it had not acknowledged comes back to the others."""
+        p = self.procs[i]
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+        self.readers[i].join(10)
 
     def heartbeat(self, seq):
-        conn = next(c for c in self.conns if not c.closed.is_set())
-        conn.publish("tsc.v1.%s.central.heartbeat" % self.site,
-                     dumps({"ts": round(time.time(), 3), "seq": seq}))
-
-    def _events(self, i, subject, payload):
-        unit = subject.split(".")[3]
-        try:
-            recs = json.loads(payload)["events"]
-        except (ValueError, KeyError, TypeError):
-            self.counters["bad_events"] += 1
-            return
-        db = self.dbs[i]
-        before = db.total_changes
-        db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)",
-                       [(unit, r[0], json.dumps(r)) for r in recs])
-        db.commit()                                  # stored, then acknowledged
-        new = db.total_changes - before
-        with self.lock:
-            self.counters["events"] += new
-            self.counters["duplicates"] += len(recs) - new
-            self.per_worker[i] += 1
-        self.conns[i].publish("tsc.v1.%s.%s.events.ack" % (self.site, unit),
-                              dumps({"first": recs[0][0], "last": recs[-1][0]}))
-
-    def _telemetry(self, i, subject, payload):
-        with self.lock:
-            self.counters["telemetry"] += 1
-
-    def _state(self, subject, payload):
-        unit = subject.split(".")[3]
-        try:
-            d = json.loads(payload)
-        except ValueError:
-            return
-        with self.lock:
-            self.state[unit] = d
-
-    def _verdict(self, subject, payload):
-        parts = subject.split(".")
-        if not payload:
-            return
-        with self.lock:
-            self.counters["verdict_messages"] += 1
-            self.verdicts.setdefault((parts[3], int(parts[-1])), time.monotonic())
+        self.beat_conn.publish("tsc.v1.%s.central.heartbeat" % self.site,
+                               dumps({"ts": round(time.time(), 3), "seq": seq}))
 
     def stored(self):
         """{unit: set of stored sequence numbers}."""
@@ -424,9 +415,16 @@ class CentralWorkers:
         return out
 
     def stop(self):
-        for c in self.conns:
-            if c is not None and not c.closed.is_set():
-                c.close()
-        for db in self.dbs:
-            if db is not None:
-                db.close()
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except Exception:
+                p.kill()
+                p.wait(10)
+        for t in self.readers:
+            t.join(5)
+        if self.beat_conn is not None and not self.beat_conn.closed.is_set():
+            self.beat_conn.close()

@@ -66,6 +66,13 @@ class NatsConnection:
     def publish(self, subject, payload):
         self._send(b"PUB %s %d\r\n%s\r\n" % (subject.encode(), len(payload), payload))
 
+    def publish_many(self, messages):
+        """Publish (subject, payload) pairs in one write."""
+        data = b"".join(b"PUB %s %d\r\n%s\r\n" % (subject.encode(), len(payload), payload)
+                        for subject, payload in messages)
+        if data:
+            self._send(data)
+
     def flush(self, timeout_s=5.0):
         """True once the server answered a PING sent after everything before it."""
         self.pong.clear()

@@ -50,6 +50,12 @@ def add_arguments(p):
     p.add_argument("--connect-timeout", type=float, default=300.0, metavar="S",
                    help="give up waiting for every unit after S seconds (default 300)")
     p.add_argument("--telemetry-s", type=float, default=10.0, help="telemetry measuring window")
+    p.add_argument("--events-qos", type=int, choices=(0, 1), default=0,
+                   help="QoS of the units' event batches (default 0, as docs/fleet.md ships "
+                        "for NATS: each QoS 1 publish is an R3 JetStream write)")
+    p.add_argument("--subscribe-qos", type=int, choices=(0, 1), default=0,
+                   help="QoS of the units' plan and command subscriptions (default 0: each "
+                        "QoS 1 subscription is a JetStream consumer)")
     p.add_argument("--keep", action="store_true", help="keep the working directory")
 
 
@@ -81,17 +87,29 @@ def raise_open_files(want):
     return soft
 
 
-def real_agent(d, name, cluster, secret_id):
-    from tests.linkrig import quick_site
+EXAMPLE_SITE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "examples", "site.json")
+
+
+def example_site(name):
+    """The shipped example intersection (examples/site.json) under another name."""
+    with open(EXAMPLE_SITE) as f:
+        site = json.load(f)
+    site["intersection"] = name
+    return site
+
+
+def real_agent(d, name, cluster, secret_id, events_qos=0, subscribe_qos=0):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "site.json"), "w") as f:
-        json.dump({"site": quick_site(name), "link": {"loss_s": 3, "stable_s": 2}}, f)
+        json.dump({"site": example_site(name), "link": {"loss_s": 3, "stable_s": 2}}, f)
     with open(os.path.join(d, "provision.json"), "w") as f:
         json.dump({"store_dir": "store", "keys": [{"kid": KID, "scheme": "hmac",
                                                    "secret": SECRET}],
                    "mqtt": {"brokers": ["%s:%d" % n for n in cluster.mqtt_nodes], "site": SITE,
                             "username": name, "password": "pw-" + name, "client_id": secret_id,
-                            "spread": True, "backoff_base_s": 0.5, "backoff_cap_s": 10}}, f)
+                            "spread": True, "backoff_base_s": 0.5, "backoff_cap_s": 10,
+                            "events_qos": events_qos, "subscribe_qos": subscribe_qos}}, f)
     return subprocess.Popen([sys.executable, "-m", "tools.cli", "run", "--config",
                              os.path.join(d, "site.json"), "--provision",
                              os.path.join(d, "provision.json")],
@@ -102,7 +120,9 @@ def run(args):
     from hil.fleet import CentralWorkers, Fleet
     from hil.fleet_mqtt import FleetClient
     from hil.nats import NatsCluster, nats_binary, nats_version
-    from tests.linkrig import quick_plan
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: the nodes, agents and workers
+    # started here are stopped by the finally below, not left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     d = tempfile.mkdtemp(prefix="bench-fleet-")
     n = args.units
     nofile = raise_open_files(n + 1000)
@@ -116,8 +136,9 @@ def run(args):
     procs, fleet, workers = [], None, None
     hb_stop = threading.Event()
     print("bench fleet: %d simulated units + %d real agents, 3 nats-server %s nodes (%s), "
-          "%d workers; open files limit %d" % (n, len(agents), nats_version(), nats_binary(),
-                                               args.workers, nofile))
+          "%d workers; open files limit %d; events QoS %d, plan/cmd subscriptions QoS %d"
+          % (n, len(agents), nats_version(), nats_binary(), args.workers, nofile,
+             args.events_qos, args.subscribe_qos))
     try:
         t0 = time.monotonic()
         cluster.start(60)
@@ -136,10 +157,12 @@ def run(args):
                     pass
         threading.Thread(target=beat, daemon=True).start()
         for i, a in enumerate(agents):
-            procs.append(real_agent(os.path.join(d, a), a, cluster, "agent-secret-%d" % i))
+            procs.append(real_agent(os.path.join(d, a), a, cluster, "agent-secret-%d" % i,
+                                    args.events_qos, args.subscribe_qos))
         keys = {KID: ("hmac", bytes.fromhex(SECRET))}
         fleet = Fleet(units, cluster.mqtt_nodes, SITE, keys,
-                      connect_parallel=args.connect_parallel).start()
+                      connect_parallel=args.connect_parallel, events_qos=args.events_qos,
+                      subscribe_qos=args.subscribe_qos).start()
         usage0 = cluster.usage()
         t0 = time.monotonic()
         got = fleet.connect_all(args.connect_timeout)
@@ -157,13 +180,17 @@ def run(args):
 
         fleet.start_ticks()
         time.sleep(3)
-        c0, w0 = workers.counters["telemetry"], time.monotonic()
+        c0, s0, w0 = (workers.counters["telemetry"], fleet.counters["telemetry_sent"],
+                      time.monotonic())
         time.sleep(args.telemetry_s)
-        rate = (workers.counters["telemetry"] - c0) / (time.monotonic() - w0)
-        print("telemetry: %.0f messages/s ingested by central (%d units at 1 Hz)" % (rate, n))
+        span = time.monotonic() - w0
+        rate = (workers.counters["telemetry"] - c0) / span
+        sent = (fleet.counters["telemetry_sent"] - s0) / span
+        print("telemetry: %.0f messages/s ingested by central, %.0f/s sent by the simulated "
+              "units (%d units at 1 Hz)" % (rate, sent, n))
 
         # Plan fan-out: one signed plan per unit over several publishing connections.
-        plan = quick_plan("central-fleet")
+        plan = dict(example_site("fleet")["fallback_plan"], id="central-fleet")
         issued = int(time.time())
         envs = [(Topics(SITE, u).plan_desired,
                  sign_hmac(make_body(plan, u, 1, issued), KID, bytes.fromhex(SECRET)).encode())
@@ -237,8 +264,11 @@ def run(args):
         usage1 = cluster.usage()
         t_kill = time.monotonic()
         cluster.kill(victim)
-        back = wait_until(lambda: all(u.client is not None and u.lost_at is None for u in carried)
-                          and fleet.connected() == n, 180, 0.2)
+        # Back = each unit it carried has noticed the loss and reconnected since (a unit
+        # that has not yet seen its socket close still looks connected).
+        seen = dict((u.uid, len(u.reconnects)) for u in carried)
+        back = wait_until(lambda: all(len(u.reconnects) > seen[u.uid] and u.client is not None
+                                      for u in carried) and fleet.connected() == n, 180, 0.2)
         t_back = time.monotonic() - t_kill
         rec = [u.reconnects[-1] for u in carried if u.reconnects]
         first_connack = [u.connacks[0] for u in carried if u.connacks]
