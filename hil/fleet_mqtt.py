@@ -208,6 +208,17 @@ class FleetClient:
         self._write(_packet(PUBLISH, flags, _str(topic) + mid + payload))
         return True
 
+    def publish_many_nowait(self, messages):
+        """publish_nowait for several (topic, payload, qos) in one socket write."""
+        if self._closing():
+            return False
+        out = []
+        for topic, payload, qos in messages:
+            mid = struct.pack("!H", self._next_mid()) if qos else b""
+            out.append(_packet(PUBLISH, qos << 1, _str(topic) + mid + payload))
+        self._write(b"".join(out))
+        return True
+
     def abort(self):
         """Drop the connection without DISCONNECT (the broker sends the will)."""
         if self.transport is not None:

@@ -6,9 +6,12 @@
 Everything runs on this machine: three `nats-server` nodes on 127.0.0.1 free
 ports (JetStream, R3 MQTT streams, a permissions block per unit), the
 simulated units of hil/fleet.py in this process (one asyncio loop), central's
-workers sharing NATS queue groups (SQLite store, acknowledgements after the
-commit), a 1 Hz central heartbeat, and `--agents` real `edge-agent run`
-processes whose MqttLink takes the same node list. Printed: the time for every
+workers as processes sharing NATS queue groups (hil/central_worker.py: SQLite
+store, acknowledgements after the group commit), a 1 Hz central heartbeat,
+central's plan fan-out as a process (hil/plan_fanout.py), and `--agents` real
+`edge-agent run` processes whose MqttLink takes the same node list. The units
+and the real agents run with events and plan/cmd subscriptions at QoS 0, as
+docs/fleet.md ships them for NATS (--events-qos/--subscribe-qos 1 to compare). Printed: the time for every
 unit to connect and for central to hold its state; telemetry ingested per
 second; plan fan-out (one signed plan per unit over --publishers MQTT
 connections) until every verdict reached central (p50/p99/max); a node
@@ -16,7 +19,6 @@ SIGKILLed under load, with the reconnect histogram of the units it carried;
 events lost and duplicated after the drain; the cluster's CPU and memory.
 """
 
-import asyncio
 import json
 import os
 import shutil
@@ -28,7 +30,6 @@ import threading
 import time
 
 from drivers.keys import make_body, sign_hmac
-from drivers.mqtt_link import full_jitter
 from drivers.topics import Topics
 
 SITE = "fleetville"
@@ -118,7 +119,6 @@ def real_agent(d, name, cluster, secret_id, events_qos=0, subscribe_qos=0):
 
 def run(args):
     from hil.fleet import CentralWorkers, Fleet
-    from hil.fleet_mqtt import FleetClient
     from hil.nats import NatsCluster, nats_binary, nats_version
     # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: the nodes, agents and workers
     # started here are stopped by the finally below, not left running.
@@ -187,7 +187,8 @@ def run(args):
         rate = (workers.counters["telemetry"] - c0) / span
         sent = (fleet.counters["telemetry_sent"] - s0) / span
         print("telemetry: %.0f messages/s ingested by central, %.0f/s sent by the simulated "
-              "units (%d units at 1 Hz)" % (rate, sent, n))
+              "units (%d units at 1 Hz; the simulator's 1 Hz schedule %.1f s late at the end)"
+              % (rate, sent, n, fleet.ticks_behind_s))
 
         # Plan fan-out: one signed plan per unit over several publishing connections.
         plan = dict(example_site("fleet")["fallback_plan"], id="central-fleet")
@@ -196,51 +197,25 @@ def run(args):
                  sign_hmac(make_body(plan, u, 1, issued), KID, bytes.fromhex(SECRET)).encode())
                 for u, _, _ in units]
 
-        failed = []                     # plans whose PUBACK never came (connection lost)
-
-        async def fan_out():
-            # A busy node may close a CONNECT it cannot serve yet, or a connection whose
-            # QoS 1 publish JetStream did not acknowledge in time: connect again.
-            async def connected(k):
-                for attempt in range(30):
-                    c = FleetClient("central-plans-%d" % k, *CENTRAL)
-                    try:
-                        return await c.connect(*cluster.mqtt_nodes[(k + attempt) % 3])
-                    except (OSError, ConnectionError, EOFError, asyncio.TimeoutError):
-                        c.abort()
-                        await asyncio.sleep(full_jitter(attempt, 0.5, 5.0))
-                raise ConnectionError("central-plans-%d: no node accepted the connection" % k)
-            pubs = [await connected(k) for k in range(args.publishers)]
-            relink = [asyncio.Lock() for _ in pubs]
-
-            async def lane(k):
-                # A window of PUBACKs outstanding per connection: one at a time, each
-                # retained QoS 1 plan waits for two R3 JetStream writes (~0.15 s here).
-                window = asyncio.Semaphore(args.inflight)
-
-                async def one(topic, env):
-                    async with window:
-                        for _ in range(3):
-                            c = pubs[k]
-                            try:
-                                await c.publish(topic, env, qos=1, retain=True, timeout_s=60)
-                                return
-                            except (OSError, ConnectionError, EOFError, asyncio.TimeoutError):
-                                async with relink[k]:      # one reconnect per lane
-                                    if pubs[k] is c:
-                                        c.abort()
-                                        pubs[k] = await connected(k)
-                        failed.append(topic)
-                await asyncio.gather(*(one(topic, env) for topic, env in envs[k::len(pubs)]))
-            t = time.monotonic()
-            await asyncio.gather(*(lane(k) for k in range(len(pubs))))
-            for c in pubs:
-                await c.disconnect()
-            return t
+        # Central's fan-out runs in its own process (hil/plan_fanout.py), as it runs on
+        # central's machines: its publishing does not wait on the fleet's interpreter.
+        plans_file = os.path.join(d, "plans.jsonl")
+        with open(plans_file, "w") as f:
+            for topic, env in envs:
+                f.write(json.dumps({"topic": topic, "envelope": env.decode()}) + "\n")
         refused_at_publish = sum(1 for u in fleet.units if u.refused)
-        t_pub0 = time.monotonic()
-        fleet.call(fan_out(), 600)
-        t_pub = time.monotonic() - t_pub0
+        cmd = [sys.executable, "-m", "hil.plan_fanout", "--plans", plans_file,
+               "--user", CENTRAL[0], "--password-env", "EDGE_AGENT_CENTRAL_PW",
+               "--publishers", str(args.publishers), "--inflight", str(args.inflight)]
+        for host, port in cluster.mqtt_nodes:
+            cmd += ["--node", "%s:%d" % (host, port)]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                             env=dict(os.environ, EDGE_AGENT_CENTRAL_PW=CENTRAL[1]))
+        try:
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise RuntimeError("plan fan-out failed: %s" % out.stderr[-2000:])
+        t_pub0, t_pub, failed = result["started"], result["seconds"], result["failed"]
         done = wait_until(lambda: sum(1 for u, _, _ in units if (u, 1) in workers.verdicts) >= n,
                           120)
         lat = [workers.verdicts[(u, 1)] - t_pub0 for u, _, _ in units if (u, 1) in workers.verdicts]
@@ -280,8 +255,8 @@ def run(args):
                                                        "" if back else " (timed out)",
                                                        pct(rec, 50), pct(rec, 99),
                                                        max(rec) if rec else float("nan")))
-        print("  first CONNACK on a survivor: p50 %.1f s, p99 %.1f s (the rest is QoS 1 "
-              "subscriptions the cluster refuses or delays while a node is down)"
+        print("  first CONNACK on a survivor: p50 %.1f s, p99 %.1f s (the rest: subscribing, "
+              "and the retained state's PUBACK, while the streams elect new leaders)"
               % (pct(first_connack, 50), pct(first_connack, 99)))
         print("  reconnect histogram (s: units): " +
               ", ".join("%d-%d: %d" % (k, k + 1, hist[k]) for k in sorted(hist)))
@@ -301,13 +276,14 @@ def run(args):
                                              behind[0].box.next_seq - 1,
                                              behind[0].client is not None))
         stored = workers.stored()
+        in_store = sum(len(v) for v in stored.values())
         lost = sum(len(set(range(1, u.box.next_seq)) - stored.get(u.uid, set()))
                    for u in fleet.units)
         made = sum(u.box.next_seq - 1 for u in fleet.units)
-        print("events: %d made, %d stored, %d lost, %d duplicates dropped by central "
-              "(drained: %s; unit resends %d)" % (made, workers.counters["events"], lost,
-                                                   workers.counters["duplicates"], drained,
-                                                   fleet.counters["resends"]))
+        print("events: %d made by the simulated units, %d in central's store (the real "
+              "agents' too), %d lost, %d duplicates dropped by central's workers (drained: %s; "
+              "unit resends %d)" % (made, in_store, lost, workers.counters["duplicates"],
+                                    drained, fleet.counters["resends"]))
         alive = [a for a, p in zip(agents, procs) if p.poll() is None]
         got = {a: len(stored.get(a, ())) for a in agents}
         print("real agents: %d/%d running, events stored per agent %s, verdict seen: %s"
