@@ -44,6 +44,9 @@ def open_store(path):
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("CREATE TABLE IF NOT EXISTS events (unit TEXT, seq INTEGER, rec TEXT, "
                "PRIMARY KEY (unit, seq))")
+    # Liveness: when central last heard from each unit (unix s). A unit's last will is
+    # not sent when its *node* dies, so the age of what it sends is what tells central.
+    db.execute("CREATE TABLE IF NOT EXISTS seen (unit TEXT PRIMARY KEY, at REAL)")
     db.commit()
     return db
 
@@ -105,9 +108,13 @@ class Worker:
         counts = {}
         rows, acks, states, verdicts = [], [], {}, []
         now = time.monotonic()
+        wall = time.time()
+        seen = {}
         batches = 0
         for kind, subject, payload in items:
             unit = subject.split(".")[3]
+            if kind in ("telemetry", "events"):          # what the unit itself sends
+                seen[unit] = wall
             if kind == "telemetry":
                 counts["telemetry"] = counts.get("telemetry", 0) + 1
             elif kind == "events":
@@ -132,15 +139,18 @@ class Worker:
                     verdicts.append([unit, int(subject.split(".")[-1]), now])
                 except ValueError:
                     counts["bad_verdicts"] = counts.get("bad_verdicts", 0) + 1
-        if rows:
+        if rows or seen:
             db = self.db
             before = db.total_changes
             db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", rows)
-            db.commit()                                  # stored, then acknowledged
             new = db.total_changes - before
+            db.executemany("INSERT INTO seen VALUES (?, ?) ON CONFLICT(unit) "
+                           "DO UPDATE SET at = max(at, excluded.at)", seen.items())
+            db.commit()                                  # stored, then acknowledged
             counts["events"] = new
             counts["duplicates"] = len(rows) - new
             counts["commits"] = 1
+        if acks:
             self.conn.publish_many(("tsc.v1.%s.%s.events.ack" % (self.site, unit),
                                     dumps({"first": first, "last": last}))
                                    for unit, first, last in acks)

@@ -103,6 +103,7 @@ class SimUnit:
         self.connacks = []             # seconds from loss to a CONNACK (each attempt that got one)
         self.attempt = 0
         self.refused = []              # [(topic, qos)] the broker refused on this connection
+        self.off = False               # powered off: no ticks, no reconnects
 
     async def connect(self):
         f = self.fleet
@@ -160,9 +161,17 @@ class SimUnit:
                 return
             self.refused = [sub for sub, code in zip(self.refused, codes) if code >= 0x80]
 
+    def power_off(self):
+        """The unit loses power: its connection drops without DISCONNECT and it sends
+        nothing more (called on the fleet's loop: Fleet.power_off)."""
+        self.off = True
+        if self.client is not None:
+            self.client.abort()
+
     async def watch(self, c):
         await c.closed
-        if self.fleet.stopping or self.client is not c:
+        if self.fleet.stopping or self.client is not c or self.off:
+            self.client = None if self.off else self.client
             return
         self.client = None
         self.lost_at = time.monotonic()
@@ -212,6 +221,8 @@ class SimUnit:
         """Once a second: telemetry, new events, and the events central still owes us."""
         c = self.client
         f = self.fleet
+        if self.off:
+            return
         self.box.add(f.events_per_tick, unix_ms, now_ms)
         if c is None:
             return
@@ -329,6 +340,14 @@ class Fleet:
     def connected(self):
         return sum(1 for u in self.units if u.client is not None)
 
+    def power_off(self, uids):
+        """Those units lose power at once (e.g. with the cabinet that feeds a node)."""
+        async def off():
+            for u in self.units:
+                if u.uid in uids:
+                    u.power_off()
+        self.call(off())
+
     def stop(self):
         self.stopping = True
 
@@ -427,6 +446,18 @@ class CentralWorkers:
     def heartbeat(self, seq):
         self.beat_conn.publish("tsc.v1.%s.central.heartbeat" % self.site,
                                dumps({"ts": round(time.time(), 3), "seq": seq}))
+
+    def silent(self, after_s, now=None):
+        """Units central has heard nothing from (telemetry, events) for more than after_s
+        seconds, from the workers' shared store: the liveness a node's death needs,
+        since the wills of the units it carried are not sent."""
+        now = time.time() if now is None else now
+        db = sqlite3.connect(self.store_path, timeout=30)
+        try:
+            return {u for u, in db.execute("SELECT unit FROM seen WHERE at < ?",
+                                           (now - after_s,))}
+        finally:
+            db.close()
 
     def stored(self):
         """{unit: set of stored sequence numbers}."""

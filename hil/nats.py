@@ -150,6 +150,7 @@ class NatsCluster:
         self.ports = [{k: free_port() for k in ("client", "cluster", "mqtt", "http")}
                       for _ in range(nodes)]
         self.central = central
+        self.tls = tls
         users = [(central[0], central[1], CENTRAL_PERMISSIONS)]
         users += [(u, pw, unit_permissions(u)) for u, pw in sorted((units or {}).items())]
         self.procs = [None] * nodes
@@ -223,6 +224,9 @@ class NatsCluster:
             accepted = threading.Event()
             c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="nats-warm-up")
             c.username_pw_set(*self.central)
+            if self.tls:
+                # the MQTT listener is TLS-only; the tests' CA signs the nodes' certificate
+                c.tls_set(ca_certs=self.tls.get("ca_file"))
             c.on_connect = lambda cl, u, f, rc, p: None if rc.is_failure else accepted.set()
             try:
                 c.connect(*self.mqtt_nodes[attempt % self.n])

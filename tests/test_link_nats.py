@@ -8,6 +8,7 @@ per-unit secret client id from provisioning.
 
 import json
 import socket
+import ssl
 import threading
 import time
 
@@ -292,6 +293,52 @@ def test_the_subscription_qos_decides_the_jetstream_consumers_a_unit_costs(
             agent.stop()
         central.stop()
         operator.close()
+
+
+def test_over_tls_a_unit_gets_its_plan_and_a_plain_connection_gets_nothing(tmp_path):
+    # The shipped node config's MQTT listener with a tls block is TLS-only: the agent
+    # checks the node's certificate against its CA and runs the link as usual; a
+    # client without TLS gets no CONNACK, and one that trusts another CA is refused.
+    from tests.pki import make_pki
+    pki = make_pki(str(tmp_path), A)
+    (tmp_path / "other").mkdir()
+    other = make_pki(str(tmp_path / "other"), A)         # a CA the nodes' certificate is not from
+    tls = {"cert_file": pki["broker_crt"], "key_file": pki["broker_key"], "ca_file": pki["ca"]}
+    cluster = NatsCluster(tmp_path / "nats", units=PASSWORDS, central=CENTRAL, tls=tls).start()
+    agent = None
+    central = None
+    try:
+        host, port = cluster.mqtt_nodes[1]
+        for ca in (None, other["ca"]):
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="plain-%s" % bool(ca))
+            c.username_pw_set(*CENTRAL)
+            acks = []
+            c.on_connect = lambda cl, u, f, rc, p: acks.append(rc)
+            if ca:
+                c.tls_set(ca_certs=ca)
+            try:
+                c.connect(host, port, keepalive=5)
+                for _ in range(40):
+                    if c.loop(0.05) != mqtt.MQTT_ERR_SUCCESS:
+                        break
+            except (OSError, ssl.SSLError):
+                pass
+            assert acks == [], ca
+        central = Central(host, port, SITE, username=CENTRAL[0], password=CENTRAL[1],
+                          client_id="central-tls", ca_file=pki["ca"]).start(15)
+        agent = agent_on(cluster, tmp_path, tls={"ca_file": pki["ca"]})
+        agent.start()
+        central.publish_plan(A, envelope(1))
+        r = central.wait_for(lambda: (central.reported(A) or {}).get("last"), 30)
+        assert r == {"result": "accepted", "version": 1, "at": r["at"]}
+        assert central.wait_for(lambda: central.events(A), 15)[0][0] == 1
+        assert agent.rt.link.counters["connections"] == 1
+    finally:
+        if agent is not None:
+            agent.stop()
+        if central is not None:
+            central.stop()
+        cluster.stop()
 
 
 def test_more_than_a_thousand_qos1_subscriptions_are_granted_and_served(tmp_path):

@@ -7,8 +7,6 @@ through. Then a TLS listener with a CA, broker and client certificates made
 here runs the agent end to end: connect, state, a plan accepted.
 """
 
-import datetime
-import ipaddress
 import os
 import shutil
 import subprocess
@@ -22,6 +20,7 @@ from drivers.commands import command_body, sign_command
 from hil.broker import Broker, mosquitto_binary
 from hil.central import Central
 from tests.linkrig import INTERSECTION, KID, SECRET, SITE, AgentUnderTest, envelope
+from tests.pki import make_pki
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACL = os.path.join(REPO, "docs", "mosquitto", "edge-agent.acl")
@@ -149,66 +148,8 @@ def test_agent_runs_through_the_acl_with_its_password(tmp_path):
 
 # -- TLS -----------------------------------------------------------------------------------
 
-def make_pki(d):
-    """A CA, a broker certificate for 127.0.0.1 and a client certificate, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def write_key(key, path):
-        with open(path, "wb") as f:
-            f.write(key.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-        os.chmod(path, 0o600)
-
-    def write_cert(cert, path):
-        with open(path, "wb") as f:
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("edge-agent test CA"))
-          .issuer_name(name("edge-agent test CA")).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    files = {"ca": os.path.join(d, "ca.crt")}
-    write_cert(ca, files["ca"])
-    for who, usage, san in (("broker", ExtendedKeyUsageOID.SERVER_AUTH,
-                             [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                              x509.DNSName("localhost")]),
-                            ("client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName(A)])):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder().subject_name(name(who if who == "broker" else A))
-                .issuer_name(ca.subject).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName(san), critical=False)
-                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .sign(ca_key, hashes.SHA256()))
-        files[who + "_crt"] = os.path.join(d, who + ".crt")
-        files[who + "_key"] = os.path.join(d, who + ".key")
-        write_cert(cert, files[who + "_crt"])
-        write_key(key, files[who + "_key"])
-    return files
-
-
 def test_tls_listener_with_a_test_ca_works_end_to_end(tmp_path):
-    pki = make_pki(str(tmp_path))
+    pki = make_pki(str(tmp_path), A)
     tls_lines = ["cafile %s" % pki["ca"], "certfile %s" % pki["broker_crt"],
                  "keyfile %s" % pki["broker_key"], "require_certificate true",
                  "tls_version tlsv1.2"]

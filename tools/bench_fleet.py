@@ -237,7 +237,15 @@ def run(args):
         victim = 1
         carried = [u for u in fleet.units if u.client is not None and u.node % 3 == victim]
         usage1 = cluster.usage()
+        # Central's liveness while it happens: units it heard nothing from for > 3 s
+        # (their wills are not sent when their node dies), every half second.
+        silence, watching = [], threading.Event()
+
+        def watch_silence():
+            while not watching.wait(0.5):
+                silence.append((time.monotonic() - t_kill, len(workers.silent(3.0))))
         t_kill = time.monotonic()
+        threading.Thread(target=watch_silence, daemon=True).start()
         cluster.kill(victim)
         # Back = each unit it carried has noticed the loss and reconnected since (a unit
         # that has not yet seen its socket close still looks connected).
@@ -260,6 +268,12 @@ def run(args):
               % (pct(first_connack, 50), pct(first_connack, 99)))
         print("  reconnect histogram (s: units): " +
               ", ".join("%d-%d: %d" % (k, k + 1, hist[k]) for k in sorted(hist)))
+        wait_until(lambda: silence and silence[-1][0] > t_back + 4 and silence[-1][1] == 0, 30)
+        watching.set()
+        worst = max(silence, key=lambda x: x[1]) if silence else (float("nan"), 0)
+        clear = next((t for t, k in silence if t > worst[0] and k == 0), float("nan"))
+        print("  central's liveness (units silent > 3 s, no will needed): at most %d, at "
+              "%.1f s after the kill; none again at %.1f s" % (worst[1], worst[0], clear))
         # A central worker dies too; the others take its share.
         if args.workers > 1:
             workers.kill(0)
