@@ -5,6 +5,7 @@ groups; one worker dies mid-stream and no event is lost (the units resend what
 no worker acknowledged; the store keeps each (unit, sequence) once).
 """
 
+import contextlib
 import time
 
 import pytest
@@ -25,6 +26,29 @@ def wait_for(predicate, timeout_s):
     return False
 
 
+@contextlib.contextmanager
+def city(tmp_path, n, workers, **fleet_kw):
+    """A 3-node cluster, central's workers and n simulated units, all connected; stopped
+    (fleet, workers, nodes) on the way out."""
+    units = [("u%03d" % i, "pw%03d" % i, "secret-%03d" % i) for i in range(n)]
+    cluster = NatsCluster(tmp_path / "nats", units={u: pw for u, pw, _ in units},
+                          central=CENTRAL).start()
+    fleet = central = None
+    try:
+        central = CentralWorkers([("127.0.0.1", p["client"]) for p in cluster.ports], SITE,
+                                 str(tmp_path / "central.sqlite"), *CENTRAL,
+                                 workers=workers).start()
+        fleet = Fleet(units, cluster.mqtt_nodes, SITE, keys={}, **fleet_kw).start()
+        assert fleet.connect_all(120) == n
+        yield cluster, central, fleet
+    finally:
+        if fleet is not None:
+            fleet.stop()
+        if central is not None:
+            central.stop()
+        cluster.stop()
+
+
 def test_sim_outbox_drops_only_acknowledged_ranges_and_resends_the_rest():
     box = SimOutbox()
     box.add(10, 0, 0)
@@ -40,16 +64,7 @@ def test_sim_outbox_drops_only_acknowledged_ranges_and_resends_the_rest():
 
 @pytest.mark.skipif(nats_binary() is None, reason="nats-server is not installed")
 def test_three_workers_share_the_load_and_one_can_die_without_losing_events(tmp_path):
-    units = [("u%03d" % i, "pw%03d" % i, "secret-%03d" % i) for i in range(30)]
-    cluster = NatsCluster(tmp_path / "nats", units={u: pw for u, pw, _ in units},
-                          central=CENTRAL).start()
-    fleet = workers = None
-    try:
-        workers = CentralWorkers([("127.0.0.1", p["client"]) for p in cluster.ports], SITE,
-                                 str(tmp_path / "central.sqlite"), *CENTRAL, workers=3).start()
-        fleet = Fleet(units, cluster.mqtt_nodes, SITE, keys={}, events_per_tick=3,
-                      ack_timeout_s=2.0).start()
-        fleet.connect_all(120)
+    with city(tmp_path, 30, 3, events_per_tick=3, ack_timeout_s=2.0) as (_, workers, fleet):
         assert wait_for(lambda: len(workers.state) == 30, 30), len(workers.state)
         fleet.start_ticks()
         assert wait_for(lambda: all(workers.per_worker[i] >= 5 for i in range(3)), 30), \
@@ -64,12 +79,6 @@ def test_three_workers_share_the_load_and_one_can_die_without_losing_events(tmp_
             assert stored[u.uid] == set(range(1, u.box.next_seq)), u.uid
         assert workers.per_worker[0] == killed_at       # the dead worker took nothing more
         assert workers.counters["telemetry"] > 0
-    finally:
-        if fleet is not None:
-            fleet.stop()
-        if workers is not None:
-            workers.stop()
-        cluster.stop()
 
 
 @pytest.mark.skipif(nats_binary() is None, reason="nats-server is not installed")
@@ -77,17 +86,9 @@ def test_central_judges_liveness_by_silence_when_a_node_dies_with_its_units(tmp_
     # A power cut takes a node and the units it carried: their wills go with the node,
     # so central's view of their state may still say online; the age of what each unit
     # last sent (telemetry, events) names exactly those units, and no other.
-    units = [("u%03d" % i, "pw%03d" % i, "secret-%03d" % i) for i in range(12)]
-    cluster = NatsCluster(tmp_path / "nats", units={u: pw for u, pw, _ in units},
-                          central=CENTRAL).start()
-    fleet = workers = None
-    try:
-        workers = CentralWorkers([("127.0.0.1", p["client"]) for p in cluster.ports], SITE,
-                                 str(tmp_path / "central.sqlite"), *CENTRAL, workers=2).start()
-        fleet = Fleet(units, cluster.mqtt_nodes, SITE, keys={}, events_per_tick=1).start()
-        assert fleet.connect_all(120) == 12
+    with city(tmp_path, 12, 2, events_per_tick=1) as (cluster, workers, fleet):
         fleet.start_ticks()
-        everyone = {u for u, _, _ in units}
+        everyone = {u.uid for u in fleet.units}
         assert wait_for(lambda: workers.silent(0.0) == everyone, 15)    # all heard from
         victim = 1                                   # 6 of the 12 start there
         dead = {u.uid for u in fleet.units if u.node % 3 == victim}
@@ -105,9 +106,3 @@ def test_central_judges_liveness_by_silence_when_a_node_dies_with_its_units(tmp_
         # the trap itself, as 2.15 behaves: no will of theirs reached central (if this
         # fails, the cluster now sends them: say so in docs/fleet.md)
         assert [u for u in sorted(dead) if workers.state[u].get("online") is not True] == []
-    finally:
-        if fleet is not None:
-            fleet.stop()
-        if workers is not None:
-            workers.stop()
-        cluster.stop()

@@ -271,9 +271,14 @@ def run(args):
         wait_until(lambda: silence and silence[-1][0] > t_back + 4 and silence[-1][1] == 0, 30)
         watching.set()
         worst = max(silence, key=lambda x: x[1]) if silence else (float("nan"), 0)
-        clear = next((t for t, k in silence if t > worst[0] and k == 0), float("nan"))
-        print("  central's liveness (units silent > 3 s, no will needed): at most %d, at "
-              "%.1f s after the kill; none again at %.1f s" % (worst[1], worst[0], clear))
+        if worst[1] == 0:
+            print("  central's liveness (units silent > 3 s, no will needed): none silent "
+                  "that long")
+        else:
+            clear = next((t for t, k in silence if t > worst[0] and k == 0), float("nan"))
+            print("  central's liveness (units silent > 3 s, no will needed): at most %d, "
+                  "at %.1f s after the kill; none again at %.1f s" % (worst[1], worst[0],
+                                                                      clear))
         # A central worker dies too; the others take its share.
         if args.workers > 1:
             workers.kill(0)
@@ -295,12 +300,15 @@ def run(args):
                    for u in fleet.units)
         made = sum(u.box.next_seq - 1 for u in fleet.units)
         print("events: %d made by the simulated units, %d in central's store (the real "
-              "agents' too), %d lost, %d duplicates dropped by central's workers (drained: %s; "
-              "unit resends %d)" % (made, in_store, lost, workers.counters["duplicates"],
-                                    drained, fleet.counters["resends"]))
+              "agents' too), %d %s, %d duplicates dropped by central's workers (drained: %s; "
+              "unit resends %d)" % (made, in_store, lost,
+                                    "lost" if drained else "not stored when the bench gave up "
+                                    "(still in the units' outboxes, none dropped)",
+                                    workers.counters["duplicates"], drained,
+                                    fleet.counters["resends"]))
         alive = [a for a, p in zip(agents, procs) if p.poll() is None]
         got = {a: len(stored.get(a, ())) for a in agents}
-        print("real agents: %d/%d running, events stored per agent %s, verdict seen: %s"
+        print("real agents: %d/%d running, events stored per agent %s, state online at central: %s"
               % (len(alive), len(agents), got,
                  {a: workers.state.get(a, {}).get("online") for a in agents}))
         usage2 = cluster.usage()
