@@ -11,7 +11,8 @@ store, acknowledgements after the group commit), a 1 Hz central heartbeat,
 central's plan fan-out as a process (hil/plan_fanout.py), and `--agents` real
 `edge-agent run` processes whose MqttLink takes the same node list. The units
 and the real agents run with events and plan/cmd subscriptions at QoS 0, as
-docs/fleet.md ships them for NATS (--events-qos/--subscribe-qos 1 to compare). Printed: the time for every
+docs/fleet.md ships them for NATS (--events-qos/--subscribe-qos 1 to
+compare). Printed: the time for every
 unit to connect and for central to hold its state; telemetry ingested per
 second; plan fan-out (one signed plan per unit over --publishers MQTT
 connections) until every verdict reached central (p50/p99/max); a node
@@ -308,8 +309,8 @@ def run(args):
                                     fleet.counters["resends"]))
         alive = [a for a, p in zip(agents, procs) if p.poll() is None]
         got = {a: len(stored.get(a, ())) for a in agents}
-        print("real agents: %d/%d running, events stored per agent %s, state online at central: %s"
-              % (len(alive), len(agents), got,
+        print("real agents: %d/%d running, events stored per agent %s, state online at "
+              "central: %s" % (len(alive), len(agents), got,
                  {a: workers.state.get(a, {}).get("online") for a in agents}))
         usage2 = cluster.usage()
         for name, u in (("at start", usage0), ("before kill", usage1), ("end", usage2)):
