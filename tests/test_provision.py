@@ -105,6 +105,17 @@ def test_each_bundle_has_its_own_secret_client_id_and_a_cluster_bundle_spreads(t
         ids.append(mqtt["client_id"])
     assert ids[0] != ids[1]
     assert mqtt["brokers"] == ["127.0.0.1:1883", "127.0.0.1:1884"] and mqtt["spread"] is True
+    assert "events_qos" not in mqtt and "subscribe_qos" not in mqtt
+
+
+def test_a_nats_bundle_runs_events_and_subscriptions_at_qos_0(tmp_path):
+    from drivers.mqtt_link import parse_link_config
+    out = tmp_path / "n"
+    assert provision(out, "10.0.0.1:1883", "--broker", "10.0.0.2:1883", "--spread",
+                     "--nats").returncode == 0
+    mqtt = json.loads((out / "provision.json").read_text())["mqtt"]
+    cfg = parse_link_config(mqtt)
+    assert (cfg.events_qos, cfg.subscribe_qos, cfg.spread) == (0, 0, True)
 
 
 def readme_run_line():

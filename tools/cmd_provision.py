@@ -52,6 +52,10 @@ def register(sub):
     n.add_argument("--spread", action="store_true",
                    help="the brokers are nodes of one cluster: the unit starts on a node "
                         "chosen by its id instead of the first (docs/fleet.md)")
+    n.add_argument("--nats", action="store_true",
+                   help="the brokers are NATS nodes: events and the plan and command "
+                        "subscriptions at QoS 0, each QoS 1 one being a JetStream write or "
+                        "consumer there (docs/fleet.md); use with --spread")
     n.add_argument("--template", default="standard",
                    help="site template: standard (built-in 8 phases), a built-in scenario "
                         "name (suburban, arterial, night) or a site JSON file")
@@ -145,6 +149,8 @@ def _new(args):
             "client_id": "unit-" + os.urandom(16).hex()}
     if args.spread:
         mqtt["spread"] = True
+    if args.nats:
+        mqtt.update(events_qos=0, subscribe_qos=0)
     provision = {
         "store_dir": args.store_dir,
         "keys": [dict(key, note="shared with central; central-key.json holds the same key")],
