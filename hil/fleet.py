@@ -170,8 +170,9 @@ class SimUnit:
 
     async def watch(self, c):
         await c.closed
-        if self.fleet.stopping or self.client is not c or self.off:
-            self.client = None if self.off else self.client
+        if self.off and self.client is c:
+            self.client = None                 # powered off: stays down
+        if self.fleet.stopping or self.client is not c:
             return
         self.client = None
         self.lost_at = time.monotonic()

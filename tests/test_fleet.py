@@ -62,6 +62,27 @@ def test_sim_outbox_drops_only_acknowledged_ranges_and_resends_the_rest():
     assert [r[0] for r in box.batch(4)] == [9, 10]
 
 
+def test_the_simulator_cuts_packets_out_of_any_split_of_the_byte_stream():
+    from hil.fleet_mqtt import PUBLISH, SUBACK, FleetClient, _packet, _Session, _str
+    got = []
+    client = FleetClient("x", on_message=lambda t, p, r: got.append((t, p, r)))
+    client.transport = None
+    client.waiting[7] = future = type("F", (), {"done": lambda s: False,
+                                                 "set_result": lambda s, v: got.append(v)})()
+    big = b"e" * 300                      # a remaining length of two bytes
+    stream = (_packet(PUBLISH, 1, _str("a/b") + big) + _packet(SUBACK, 0, b"\x00\x07\x00\x80")
+              + _packet(PUBLISH, 0, _str("c") + b"{}"))
+    want = [("a/b", big, True), [0, 128], ("c", b"{}", False)]
+    for cut in (1, 2, 3, 7, len(stream)):
+        got.clear()
+        client.waiting[7] = future
+        session = _Session(client)
+        for i in range(0, len(stream), cut):
+            session.data_received(stream[i:i + cut])
+        assert got == want, cut
+        assert session.buf == bytearray()
+
+
 @pytest.mark.skipif(nats_binary() is None, reason="nats-server is not installed")
 def test_three_workers_share_the_load_and_one_can_die_without_losing_events(tmp_path):
     with city(tmp_path, 30, 3, events_per_tick=3, ack_timeout_s=2.0) as (_, workers, fleet):
