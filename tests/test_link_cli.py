@@ -107,3 +107,53 @@ def test_plan_hold_keeps_central_through_a_loss_and_flash_is_never_cleared_remot
     finally:
         agent.stop()
         central.stop()
+
+
+def test_central_units_names_a_unit_whose_state_says_online_but_that_is_silent(tmp_path, broker):
+    # A unit that dies with its broker node leaves no will: its retained state still
+    # says online. `central units` lists it SILENT (and exits 1); the running agent is
+    # ok, a unit that shut down is offline.
+    where = ["--site-id", SITE, "--broker", "127.0.0.1:%d" % broker.port]
+    central = Central(broker.host, broker.port, SITE, client_id="units-setup").start()
+    agent = AgentUnderTest(tmp_path / "agent", [(broker.host, broker.port)]).start()
+    try:
+        ghost = "tsc/v1/%s/%s/state" % (SITE, "ghost-0009")
+        central.publish_raw(ghost, b'{"online":true,"session":4}', qos=1, retain=True)
+        gone = "tsc/v1/%s/%s/state" % (SITE, "gone-0003")
+        central.publish_raw(gone, b'{"online":false,"reason":"shutdown","session":2}', qos=1,
+                            retain=True).wait_for_publish(5)
+        assert central.wait_for(lambda: central.last_telemetry(INTERSECTION), 10)
+        r = cli("central", "units", "--listen", "3", "--silent-after", "2.5", *where)
+        lines = r.stdout.splitlines()
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert lines[0].split() == ["unit", "state", "telemetry", "verdict"]
+        rows = {line.split()[0]: line for line in lines[1:]}
+        assert sorted(rows) == ["ghost-0009", "gone-0003", INTERSECTION]
+        assert rows["ghost-0009"] == ("ghost-0009               online   never in 3 s       "
+                                      "SILENT: state says online, no telemetry for the 3 s "
+                                      "listened")
+        assert rows["gone-0003"] == ("gone-0003                offline  never in 3 s       "
+                                     "offline (shutdown)")
+        assert rows[INTERSECTION].split()[1] == "online" and rows[INTERSECTION].endswith(" ok")
+        assert r.stderr.strip() == "1 unit(s) silent: state online (or none) but no telemetry " \
+                                   "for 2 s"
+    finally:
+        agent.stop()
+        for t in (ghost, gone):
+            central.publish_raw(t, b"", qos=1, retain=True).wait_for_publish(5)
+        central.stop()
+
+
+def test_the_units_table_reads_state_and_silence_exactly():
+    from tools.cmd_central import units_table
+    states = {"a": {"online": True}, "b": {"online": True}, "c": {"online": False}}
+    heard = {"a": 99.5, "b": 95.0, "d": 99.0}
+    lines, silent = units_table(states, heard, 5.0, 3.0, now=100.0)
+    assert lines == [
+        "unit                     state    telemetry          verdict",
+        "a                        online   0.5 s ago          ok",
+        "b                        online   5.0 s ago          SILENT: state says online, no "
+        "telemetry for 5.0 s",
+        "c                        offline  never in 5 s       offline (last will)",
+        "d                        -        1.0 s ago          ok"]
+    assert silent == 1

@@ -3,6 +3,7 @@
     edge-agent central heartbeat --site-id springfield --broker 127.0.0.1:1883 [--period 1]
     edge-agent central cmd --site-id springfield --intersection demo-0001 \\
         --key ctl-0001.json --id 17 --command hold_plan --args '{"seconds": 600}'
+    edge-agent central units --site-id springfield [--listen 5] [--silent-after 3]
 
 The heartbeat (never retained) is what tells every agent of the site that
 central is alive: silence for the agents' loss time sends them to local
@@ -10,6 +11,13 @@ control even while the broker is up. Commands are signed like plans and
 carry an increasing id; see docs/protocols/mqtt.md for the list. `cmd` waits
 for the agent's verdict on cmd/result and prints it: a refusal (replay, id
 jump, stale...) exits 1 with the agent's reason.
+
+`units` listens for --listen seconds and lists every unit of the site with
+its retained state and when its telemetry was last heard. A unit whose
+state says online but that sent no telemetry for --silent-after seconds is
+SILENT: on a broker cluster a unit that dies with its node leaves no will,
+so its retained state still says online (docs/fleet.md). Exits 1 when a unit
+is silent.
 """
 
 import json
@@ -20,7 +28,7 @@ import time
 from drivers.commands import COMMANDS, command_body, sign_command
 from drivers.keys import KeyFileError, load_signing_key
 from drivers.topics import heartbeat_payload
-from tools.mqtt_args import add_broker_arguments, connect, decode, topics
+from tools.mqtt_args import add_broker_arguments, connect, decode, split_topic, topics
 
 
 def register(sub):
@@ -44,6 +52,13 @@ def register(sub):
                    help="wait up to S seconds for the agent's verdict (0: do not wait)")
     add_broker_arguments(c)
     c.set_defaults(func=cmd_command)
+    u = csub.add_parser("units", help="every unit of the site: state, telemetry age, silent ones")
+    u.add_argument("--listen", type=float, default=5.0, metavar="S",
+                   help="listen this long for telemetry (default 5 s)")
+    u.add_argument("--silent-after", type=float, default=3.0, metavar="S",
+                   help="online by its state but no telemetry for S s: SILENT (default 3)")
+    add_broker_arguments(u)
+    u.set_defaults(func=cmd_units)
 
 
 def cmd_heartbeat(args):
@@ -103,3 +118,62 @@ def cmd_command(args):
         return 0
     print("refused: %s: %s" % (r.get("reason"), r.get("message")))
     return 1
+
+
+def units_table(states, heard, listened_s, silent_after_s, now):
+    """The lines of `central units` and the number of silent units.
+
+    states: {unit: retained state dict}; heard: {unit: monotonic s of its last
+    telemetry}; now: monotonic s at the end of the listening window."""
+    lines = ["%-24s %-8s %-18s %s" % ("unit", "state", "telemetry", "verdict")]
+    silent = 0
+    for unit in sorted(set(states) | set(heard)):
+        st = states.get(unit)
+        online = None if st is None else bool(st.get("online"))
+        age = None if unit not in heard else now - heard[unit]
+        told = "never in %.0f s" % listened_s if age is None else "%.1f s ago" % age
+        if online is False:
+            verdict = "offline (%s)" % (st.get("reason") or "last will")
+        elif age is None or age > silent_after_s:
+            verdict = "SILENT: %s, no telemetry for %s" % (
+                "state says online" if online else "no state retained",
+                "the %.0f s listened" % listened_s if age is None else "%.1f s" % age)
+            silent += 1
+        else:
+            verdict = "ok"
+        lines.append("%-24s %-8s %-18s %s" % (unit, {True: "online", False: "offline",
+                                                      None: "-"}[online], told, verdict))
+    return lines, silent
+
+
+def cmd_units(args):
+    states, heard = {}, {}
+    lock = threading.Lock()
+
+    def on_message(client, userdata, msg):
+        unit, what = split_topic(msg.topic)
+        if unit is None or unit == "central":
+            return
+        with lock:
+            if what == "state":
+                d = decode(msg.payload)
+                if isinstance(d, dict):
+                    states[unit] = d
+            elif what == "telemetry":
+                heard[unit] = time.monotonic()
+
+    base = "tsc/v1/%s/+/" % args.site_id
+    c = connect(args, "central-units", on_message, [(base + "state", 1), (base + "telemetry", 0)])
+    try:
+        time.sleep(args.listen)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    with lock:
+        lines, silent = units_table(states, heard, args.listen, args.silent_after,
+                                    time.monotonic())
+    print("\n".join(lines))
+    if silent:
+        print("%d unit(s) silent: state online (or none) but no telemetry for %.0f s"
+              % (silent, args.silent_after), file=sys.stderr)
+    return 1 if silent else 0
