@@ -262,6 +262,41 @@ class Coordinator:
             log.append((now, ev.COORD_CYCLE_STATE, state))
         self.cycles += 1
 
+    def next_ms(self, now, green, since, best):
+        """The earliest ms before `best` at which step() with the same green and since
+        changes what the controller does (edge_agent.nextstep): the cycle's end (its
+        correction is chosen there) and, per ring, the yield point and the force-off of
+        each non-coordinated green still ahead in this cycle.
+
+        The window and walk masks step() also returns are not named: they only turn on
+        as the ring's position grows, and the controller reads them only where it
+        starts a phase or a walk, which happens at a step next_ms names anyway (a
+        termination, the yield point, or the tick-by-tick steps of a waiting walk
+        recycle) or at an input change. tests/test_next_ms.py holds the two rigs equal.
+        """
+        k, site = self.k, self.site
+        end = self.cycle_start + self.length
+        if now < end < best:
+            best = end
+        tc = now - self.cycle_start
+        for r in range(len(site.rings)):
+            rel = (tc - k.ring_yield[r] - self.adjust) % self.length
+            edges = [self.length]                       # the wrap: the yield point
+            for p in site.rings[r]:
+                b = 1 << p
+                if green & b and not b & k.coord_mask:
+                    fo = k.rel_force_off[p]
+                    if k.floating:
+                        began = rel - (now - since[p])
+                        fo = min(fo, began + k.force_off[p] - k.start[p])
+                    edges.append(fo)
+            for e in edges:
+                if rel < e <= self.length:
+                    t = now + e - rel
+                    if t < best:
+                        best = t
+        return best
+
     def step(self, now, wall_ms, green, since, ped_calls, log):
         """Advance the cycle timer; returns (force_off, omit, no_walk) request masks.
 

@@ -11,13 +11,15 @@ and all-red; each phase's min green, gap (passage or reduced gap), max,
 yellow, red clearance, red revert, walk and pedestrian clearance; detector
 delay, carry-over and diagnostics (watchdog, no activity, max presence,
 erratic window, restoration); the supervisor's heartbeat loss, stable time,
-hold-over, plan expiry and local-control end. Where a part's timing is not
+hold-over, plan expiry and local-control end; a running cycle timer's
+cycle end, yield points and force-offs. Where a part's timing is not
 modelled here the answer is `now + 1` (step every tick): while a carry-over
 (detector extend) runs, while a green's extension could end at a detector
 fault or restore (a fail-max recall; presence on a detector with
 diagnostics), while a preempt is called, pending or running (or a priority
-request is held), and the step after it placed a hold, while a cycle timer runs,
-while a cabinet reading is fed; and for the step after one whose inputs
+request is held), and the step after it placed a hold, while a cabinet
+reading is fed, while the wall clock moves against the monotonic one under a
+cycle timer; and for the step after one whose inputs
 held pulses, reports or requests (they last one step), whose greens or
 yellows changed (the detectors see them a step later), or where a plan just
 took effect, a walk recycle waits or a held push button waits to register.
@@ -58,8 +60,14 @@ def next_ms(agent, now, mode_run, mode_startup_flash, mode_startup_all_red):
     best = _detectors(agent.detectors, green, now, best)
     if mode != mode_run or best == now + 1:
         return best
-    if agent.coordinator is not None or _preempt_busy(agent.preemption):
+    if _preempt_busy(agent.preemption):
         return now + 1
+    k = agent.coordinator
+    if k is not None and k.entered:
+        if inputs is not None and inputs.wall_ms is not None and k.wall_base is not None \
+                and inputs.wall_ms + (inputs.utc_offset_ms or 0) - now != k.wall_base:
+            return now + 1      # the wall clock moved against the monotonic one
+        best = k.next_ms(now, c.green, c.since, best)
     # A hold a request placed (preemption's dwell) is logged off at the next step.
     if c.hold != (inputs.hold if inputs is not None else 0):
         return now + 1

@@ -14,7 +14,9 @@ from hypothesis import given, settings, HealthCheck, strategies as st
 from edge_agent.agent import Agent, Inputs
 from edge_agent.intersection import parse_site
 from edge_agent.plan import parse_plan
+from edge_agent.standard import standard_site
 from tests.family import sites, plans, preempts, tenths
+from tests.test_coordination_props import coordinated_plans
 from tests.portable.sheets import ALWAYS_UP, offer
 
 SOAK = os.environ.get("EDGE_AGENT_SOAK") == "1"
@@ -57,7 +59,7 @@ def scenarios(draw):
     return site, extra, end, changes
 
 
-def _inputs(state, t, changes, plans_, version):
+def _inputs(state, t, changes, plans_, version, wall0=None):
     """Apply the changes at t to state; the Inputs of a step at t (changes=True) or between."""
     pulses, plan = {}, None
     for kind, ch in changes.get(t, ()):
@@ -76,12 +78,17 @@ def _inputs(state, t, changes, plans_, version):
             version[0] += 1
     link = offer(plan, version[0]) if plan is not None else {}
     return Inputs(detectors=dict(state["levels"]), pulses=pulses, peds=dict(state["peds"]),
-                  preempts=dict(state["preempts"]), **link)
+                  preempts=dict(state["preempts"]), wall_ms=_wall(wall0, t), **link)
 
 
-def _quiet(state):
+def _quiet(state, t=None, wall0=None):
     return Inputs(detectors=dict(state["levels"]), peds=dict(state["peds"]),
-                  preempts=dict(state["preempts"]))
+                  preempts=dict(state["preempts"]), wall_ms=_wall(wall0, t))
+
+
+def _wall(wall0, t):
+    """The wall clock of a step at t: None, or advancing with the monotonic clock."""
+    return None if wall0 is None else wall0 + t
 
 
 class Trace:
@@ -97,21 +104,22 @@ class Trace:
             self.last = shown
 
 
-def run_every_tick(site, plans_, end, changes):
+def run_every_tick(site, plans_, end, changes, wall0=None):
     agent = Agent(site, link_policy=ALWAYS_UP)
     state, version, trace = {"levels": {}, "peds": {}, "preempts": {}}, [0], Trace()
     for t in range(0, end + 1, TICK):
-        inp = _inputs(state, t, changes, plans_, version) if t in changes else _quiet(state)
+        inp = _inputs(state, t, changes, plans_, version, wall0) if t in changes \
+            else _quiet(state, t, wall0)
         trace.add(agent.step(t, inp))
     return trace
 
 
-def run_event_driven(site, plans_, end, changes):
+def run_event_driven(site, plans_, end, changes, wall0=None):
     agent = Agent(site, link_policy=ALWAYS_UP)
     state, version, trace = {"levels": {}, "peds": {}, "preempts": {}}, [0], Trace()
     times = sorted(changes)
     t = 0
-    trace.add(agent.step(0, _inputs(state, 0, changes, plans_, version)))
+    trace.add(agent.step(0, _inputs(state, 0, changes, plans_, version, wall0)))
     i = 0
     while True:
         while i < len(times) and times[i] <= t:
@@ -123,12 +131,12 @@ def run_event_driven(site, plans_, end, changes):
         if change is not None and change <= due:
             if change - TICK > t and any(state["levels"].values()):
                 # The tick before an input change, with the old inputs.
-                trace.add(agent.step(change - TICK, _quiet(state)))
+                trace.add(agent.step(change - TICK, _quiet(state, change - TICK, wall0)))
             t = change
-            inp = _inputs(state, t, changes, plans_, version)
+            inp = _inputs(state, t, changes, plans_, version, wall0)
         else:
             t = due
-            inp = _quiet(state)
+            inp = _quiet(state, t, wall0)
         if t > end:
             break
         trace.add(agent.step(t, inp))
@@ -146,3 +154,46 @@ def test_event_driven_matches_every_tick(scenario):
     b = run_event_driven(site, plans_, end, changes)
     assert b.events == a.events
     assert b.shown == a.shown
+
+
+@st.composite
+def coordinated_scenarios(draw):
+    """The standard site under two random coordinated plans (fixed or floating force-offs,
+    short-way or dwell corrections), plan changes among them and the free plan, random
+    vehicle and pedestrian demand, a wall clock or none."""
+    site = standard_site()
+    pa = draw(coordinated_plans("coord-a"))
+    pb = draw(coordinated_plans("coord-b"))
+    channels = [d["channel"] for d in site["detectors"]]
+    peds = [d["channel"] for d in site["ped_detectors"]]
+    end = draw(st.integers(200, 600)) * 1000
+    changes = {draw(st.integers(1, 20)) * TICK: [("plan", 1)]}
+    for _ in range(draw(st.integers(0, 80))):
+        t = draw(st.integers(1, end // TICK)) * TICK
+        kind = draw(st.sampled_from(["level", "level", "level", "pulse", "ped", "ped-off",
+                                     "plan"]))
+        if kind == "plan":
+            ch = draw(st.integers(0, 2))
+        else:
+            ch = draw(st.sampled_from(peds if kind.startswith("ped") else channels))
+        changes.setdefault(t, []).append((kind, ch))
+    wall0 = draw(st.one_of(st.none(), st.integers(0, 86_400_000 - 1)))
+    return site, [pa, pb], end, changes, wall0
+
+
+@settings(max_examples=300 if SOAK else 60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(coordinated_scenarios())
+def test_event_driven_matches_every_tick_under_a_cycle_timer(scenario):
+    # A running cycle timer no longer means a step every tick: next_ms names its cycle
+    # end, yield points and force-offs. The two rigs must still
+    # log the same events (yield points, force-offs, cycle states) and show the same.
+    site_d, coordinated, end, changes, wall0 = scenario
+    site = parse_site(site_d)
+    plans_ = [parse_plan(site_d["fallback_plan"], site)] + [parse_plan(p, site)
+                                                             for p in coordinated]
+    a = run_every_tick(site, plans_, end, changes, wall0)
+    b = run_event_driven(site, plans_, end, changes, wall0)
+    assert b.events == a.events
+    assert b.shown == a.shown
+    assert any(e[1] == 131 for e in a.events)      # a cycle timer ran

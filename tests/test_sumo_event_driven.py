@@ -66,6 +66,8 @@ def test_event_driven_with_the_brain_and_its_escort_matches_stepping_every_tick(
     for tls in tick["events"]:
         assert event["events"][tls] == tick["events"][tls], tls
     assert event["measures"] == tick["measures"]
-    # coordinated plans, preempts and priority requests step every tick (next_ms does not
-    # model the cycle timer): the saving is small once the brain's plans run
-    assert 3 * 6000 == tick["agent_steps"] > event["agent_steps"]
+    print("agent steps: every tick %d, event-driven %d" % (tick["agent_steps"],
+                                                            event["agent_steps"]))
+    # preempts and priority requests step every tick; a cycle timer steps at its cycle
+    # end, yield points and force-offs (15,045 of 18,000 before next_ms modelled it)
+    assert 3 * 6000 == tick["agent_steps"] and event["agent_steps"] < 3 * 6000 // 2
