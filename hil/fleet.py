@@ -259,7 +259,7 @@ def t_verdict(topics, version):
 
 
 def new_event_loop():
-    """uvloop's event loop where it is installed (the dev extra installs it): its C
+    """uvloop's event loop where it is installed (the rig extra installs it): its C
     transports halve the simulator's cost of a socket write, the largest left at 10,000
     units; asyncio's own otherwise (the same behaviour, slower)."""
     try:
