@@ -64,7 +64,7 @@ class NatsConnection:
         return self.sid
 
     def publish(self, subject, payload):
-        self._send(b"PUB %s %d\r\n%s\r\n" % (subject.encode(), len(payload), payload))
+        self.publish_many([(subject, payload)])
 
     def publish_many(self, messages):
         """Publish (subject, payload) pairs in one write."""

@@ -136,7 +136,7 @@ def test_central_units_names_a_unit_whose_state_says_online_but_that_is_silent(t
                                      "offline (shutdown)")
         assert rows[INTERSECTION].split()[1] == "online" and rows[INTERSECTION].endswith(" ok")
         assert r.stderr.strip() == "1 unit(s) silent: state online (or none) but no telemetry " \
-                                   "for 2 s"
+                                   "for 2.5 s"
     finally:
         agent.stop()
         for t in (ghost, gone):

@@ -174,6 +174,6 @@ def cmd_units(args):
                                     time.monotonic())
     print("\n".join(lines))
     if silent:
-        print("%d unit(s) silent: state online (or none) but no telemetry for %.0f s"
+        print("%d unit(s) silent: state online (or none) but no telemetry for %g s"
               % (silent, args.silent_after), file=sys.stderr)
     return 1 if silent else 0
