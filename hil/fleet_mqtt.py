@@ -201,21 +201,17 @@ class FleetClient:
     def publish_nowait(self, topic, payload, qos=0, retain=False):
         """Write a PUBLISH and return; a QoS 1 PUBACK is not awaited (the caller's
         end-to-end acknowledgement decides what was delivered)."""
-        if self._closing():
-            return False
-        flags = (qos << 1) | (1 if retain else 0)
-        mid = struct.pack("!H", self._next_mid()) if qos else b""
-        self._write(_packet(PUBLISH, flags, _str(topic) + mid + payload))
-        return True
+        return self.publish_many_nowait([(topic, payload, qos, retain)])
 
     def publish_many_nowait(self, messages):
-        """publish_nowait for several (topic, payload, qos) in one socket write."""
+        """publish_nowait for several (topic, payload, qos[, retain]) in one socket write."""
         if self._closing():
             return False
         out = []
-        for topic, payload, qos in messages:
+        for topic, payload, qos, *retain in messages:
             mid = struct.pack("!H", self._next_mid()) if qos else b""
-            out.append(_packet(PUBLISH, qos << 1, _str(topic) + mid + payload))
+            flags = qos << 1 | (1 if retain and retain[0] else 0)
+            out.append(_packet(PUBLISH, flags, _str(topic) + mid + payload))
         self._write(b"".join(out))
         return True
 

@@ -5,6 +5,7 @@ groups; one worker dies mid-stream and no event is lost (the units resend what
 no worker acknowledged; the store keeps each (unit, sequence) once).
 """
 
+import asyncio
 import contextlib
 import time
 
@@ -81,6 +82,24 @@ def test_the_simulator_cuts_packets_out_of_any_split_of_the_byte_stream():
             session.data_received(stream[i:i + cut])
         assert got == want, cut
         assert session.buf == bytearray()
+
+
+def test_the_simulator_writes_publishes_with_their_flags_and_packet_ids_in_one_write():
+    from hil.fleet_mqtt import FleetClient
+    writes = []
+
+    async def run():                      # a write notes the loop's time (keep-alive)
+        client = FleetClient("x")
+        client.transport = type("T", (), {"write": lambda s, d: writes.append(d),
+                                          "is_closing": lambda s: False})()
+        assert client.publish_nowait("a/b", b"hi", qos=1, retain=True)      # a verdict
+        assert client.publish_many_nowait([("t", b"1", 0), ("e", b"2", 1)])  # telemetry, events
+        client.transport = type("T", (), {"is_closing": lambda s: True})()
+        assert not client.publish_nowait("a/b", b"hi")                       # closed: not sent
+
+    asyncio.run(run())
+    assert writes == [bytes.fromhex("33 09 0003 612f62 0001 6869"),
+                      bytes.fromhex("30 04 0001 74 31" "32 06 0001 65 0002 32")]
 
 
 @pytest.mark.skipif(nats_binary() is None, reason="nats-server is not installed")
