@@ -27,8 +27,11 @@ after the commit.
 import asyncio
 import collections
 import json
+import os
 import random
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -36,6 +39,7 @@ import zlib
 from drivers.mqtt_link import SUB_RETRY_BASE_S, SUB_RETRY_CAP_S, full_jitter
 from drivers.topics import Topics, dumps, will_payload
 from edge_agent.envelope import open_envelope
+from hil.central_worker import open_store
 from hil.fleet_mqtt import FleetClient
 from hil.nats_client import NatsConnection
 
@@ -390,13 +394,9 @@ class CentralWorkers:
         self.readers = []
         self.ready = [threading.Event() for _ in range(workers)]
         self.beat_conn = None
-        from hil.central_worker import open_store
         open_store(store_path).close()
 
     def start(self, timeout_s=30.0):
-        import os
-        import subprocess
-        import sys
         env = dict(os.environ, EDGE_AGENT_CENTRAL_PW=self.password)
         for i in range(self.n):
             host, port = self.nodes[i % len(self.nodes)]
