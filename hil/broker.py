@@ -12,6 +12,7 @@ messages and durable sessions across a kill (saved every second).
 """
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -27,11 +28,50 @@ def mosquitto_binary():
     return None
 
 
-def free_port():
-    """A TCP port free on 127.0.0.1 right now (the kernel's choice)."""
+_GIVEN = set()                   # ports handed out by this process: never twice
+_RNG = random.Random()
+
+
+def _ephemeral_low():
+    """The first port of the kernel's ephemeral range (outgoing connections' ports)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now, for a server started at run time.
+
+    Chosen below the kernel's ephemeral range, and never twice by this process. The
+    kernel's own choice (bind to port 0) comes from that range, so it can repeat
+    between two calls (a cluster takes 12 ports), and a broker restarted on its port
+    after a kill can find it taken by one of the test's outgoing connections. Both made
+    a server exit with "address already in use", at random."""
+    low = _ephemeral_low()
+    if low > 2048:
+        for _ in range(500):
+            port = _RNG.randrange(max(1024, low - 20000), low)
+            if port not in _GIVEN and _bindable(port):
+                _GIVEN.add(port)
+                return port
+    while True:                  # no room below the range: the kernel's choice
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 class Broker:

@@ -91,3 +91,16 @@ def test_heartbeat_silence_with_the_broker_up_is_a_link_loss(tmp_path, broker):
         agent.stop()
         central.stop()
     assert agent.errors_logged() == []
+
+
+def test_servers_get_distinct_ports_that_outgoing_connections_cannot_take():
+    # A broker restarted after a kill binds its old port again: the kernel's choice of
+    # port (the ephemeral range) could meanwhile be an outgoing connection's, and two
+    # calls could return the same port (a NATS cluster takes 12).
+    from hil.broker import _ephemeral_low, free_port
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    assert _ephemeral_low() == low
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == 200
+    assert all(max(1024, low - 20000) <= p < low for p in ports), (low, ports)

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,11 @@ import pytest
 from drivers.local_control import call
 from drivers.panel import check_password, hash_password
 from edge_agent.standard import standard_site
+from hil.broker import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = [sys.executable, "-m", "tools.cli"]
 PASSWORD = "cabinet-7734"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_for(fn, timeout_s, what):
