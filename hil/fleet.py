@@ -313,8 +313,13 @@ class Fleet:
 
     def connect_all(self, timeout_s=600):
         """Connect every unit (connect_parallel at a time); the number connected when
-        all were or timeout_s passed (the others keep trying in the background)."""
+        all were at once or timeout_s passed (the others keep trying in the background).
+        A unit whose new connection the cluster closes again reconnects on its own
+        (watch): it counts once it is back, not as lost at the moment its first
+        connect returned."""
         async def go():
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout_s
             sem = asyncio.Semaphore(self.connect_parallel)
 
             async def one(u):
@@ -322,6 +327,8 @@ class Fleet:
                     await u.connect()
             tasks = [asyncio.ensure_future(one(u)) for u in self.units]
             await asyncio.wait(tasks, timeout=timeout_s)
+            while self.connected() < len(self.units) and loop.time() < deadline:
+                await asyncio.sleep(0.05)
         self.call(go())
         return self.connected()
 

@@ -40,7 +40,7 @@ def city(tmp_path, n, workers, **fleet_kw):
                                  str(tmp_path / "central.sqlite"), *CENTRAL,
                                  workers=workers).start()
         fleet = Fleet(units, cluster.mqtt_nodes, SITE, keys={}, **fleet_kw).start()
-        assert fleet.connect_all(120) == n
+        assert fleet.connect_all(120) == n, fleet.counters
         yield cluster, central, fleet
     finally:
         if fleet is not None:
